@@ -1,0 +1,57 @@
+"""Parsing haraqa's request headers; each raises HaraqaError with haraqa's text."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+
+from .errors import HaraqaError
+
+INVALID_SIZES = "invalid header: X-Sizes"
+
+
+def parse_sizes(value: str | None) -> list[int]:
+    """``X-Sizes: 5:5:3`` -> [5, 5, 3]; only plain non-negative decimals are accepted."""
+    if not value:
+        raise HaraqaError(INVALID_SIZES)
+    parts = value.strip().split(":")
+    if not all(part.isascii() and part.isdigit() and len(part) <= 19 for part in parts):
+        raise HaraqaError(INVALID_SIZES)
+    return [int(part) for part in parts]
+
+
+def parse_int(value: str | None, error_text: str) -> int | None:
+    if value is None or value.strip() == "":
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise HaraqaError(error_text) from None
+
+
+def message_id(request: HttpRequest, has_group: bool) -> int:
+    """X-Id (or ``?id=``); missing is an error unless a consumer group picks the start."""
+    value = request.headers.get("X-Id", request.GET.get("id"))
+    parsed = parse_int(value, "invalid message id")
+    if parsed is None:
+        if has_group:
+            return -1
+        raise HaraqaError("invalid message id")
+    return parsed
+
+
+def message_limit(request: HttpRequest, default: int) -> int:
+    """X-Limit; missing, 0 or negative means the server default (-1: no limit)."""
+    parsed = parse_int(request.headers.get("X-Limit", request.GET.get("limit")), "invalid message limit")
+    return default if parsed is None or parsed <= 0 else parsed
+
+
+def content_length(request: HttpRequest) -> int | None:
+    value = request.META.get("CONTENT_LENGTH")
+    return parse_int(value, "invalid header: Content-Length")
+
+
+def body_stream(request: HttpRequest):
+    """The request body as a stream; chunked bodies come straight from the WSGI input."""
+    if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return request.META["wsgi.input"]
+    return request

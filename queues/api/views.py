@@ -1,0 +1,124 @@
+"""haraqa's HTTP API as thin DRF views: parse headers, call the store, shape the response."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime
+
+from django.http import FileResponse, HttpResponse, JsonResponse
+from django.utils.html import escape
+from rest_framework.views import APIView
+
+from queues.conf import conf, get_store
+from queues.storage import MessageRange
+
+from . import headers
+from .errors import HaraqaError
+
+ANSIC = "%a %b %d %H:%M:%S %Y"
+INVALID_JSON = "invalid body: invalid json entry"
+
+
+class TopicListApi(APIView):
+    """GET /topics: names as JSON, an HTML page of links or CSV, by Accept."""
+
+    def get(self, request):
+        try:
+            topics = get_store().list_topics(request.GET.get("regex") or None)
+        except re.error:
+            raise HaraqaError("invalid regex") from None
+        accept = request.headers.get("Accept", "")
+        if "application/json" in accept:
+            return JsonResponse({"topics": topics})
+        if "text/html" in accept:
+            links = "".join(f'<li><a href="/topics/{escape(t)}">{escape(t)}</a></li>' for t in topics)
+            return HttpResponse(f"<!doctype html><title>topics</title><ul>{links}</ul>", content_type="text/html")
+        return HttpResponse(",".join(topics), content_type="text/csv")
+
+
+class TopicApi(APIView):
+    """One topic: create, delete, produce, consume, truncate, CORS preflight."""
+
+    def put(self, request, topic: str):
+        get_store().create_topic(topic)
+        return HttpResponse("created", status=201, content_type="text/plain")
+
+    def delete(self, request, topic: str):
+        get_store().delete_topic(topic)
+        return HttpResponse(status=204)
+
+    def post(self, request, topic: str):
+        sizes = headers.parse_sizes(request.headers.get("X-Sizes"))
+        store = get_store()
+        store.check_sizes(sizes)
+        length = headers.content_length(request)
+        if length is not None and "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+            if length != sum(sizes):
+                raise HaraqaError(f"invalid body: {length} bytes sent, X-Sizes adds up to {sum(sizes)}")
+        store.produce(topic, sizes, headers.body_stream(request._request))
+        return HttpResponse(status=204)
+
+    def get(self, request, topic: str):
+        group = request.headers.get("X-Consumer-Group")
+        start = headers.message_id(request, has_group=bool(group))
+        limit = headers.message_limit(request, conf.limit)
+        store = get_store()
+        if group:
+            messages = store.consume_group(topic, group, start, limit)
+        else:
+            messages = store.consume(topic, start, limit)
+        return _messages_response(messages, request.headers.get("Accept", ""))
+
+    def patch(self, request, topic: str):
+        before_id, before = _parse_modify(request.body)
+        if not before_id and before is None:
+            return HttpResponse(status=204)
+        offsets = get_store().truncate(topic, before_id=before_id or None, before=before)
+        return JsonResponse({"minOffset": offsets.min_offset, "maxOffset": offsets.max_offset})
+
+    def options(self, request, topic: str):
+        response = HttpResponse(status=200)
+        response["Access-Control-Allow-Origin"] = "*"
+        for asked, allowed in (("Headers", "Headers"), ("Method", "Methods")):
+            value = request.headers.get(f"Access-Control-Request-{asked}")
+            if value:
+                response[f"Access-Control-Allow-{allowed}"] = value
+        return response
+
+
+def _messages_response(messages: MessageRange, accept: str) -> FileResponse:
+    first_accept = accept.split(",")[0].split(";")[0].strip().lower()
+    text = first_accept in ("text/plain", "text/html")
+    response = FileResponse(messages.open(), content_type="text/plain" if text else "application/octet-stream")
+    response["Content-Length"] = str(messages.byte_count)
+    response["X-Sizes"] = ":".join(map(str, messages.sizes))
+    response["X-Start-Time"] = time.strftime(ANSIC, time.gmtime(messages.start_time_ns / 1e9))
+    response["X-End-Time"] = time.strftime(ANSIC, time.gmtime(messages.end_time_ns / 1e9))
+    return response
+
+
+def _parse_modify(body: bytes) -> tuple[int, datetime | None]:
+    """``{"truncate": ID, "before": "RFC3339"}`` -> (ID or 0, time or None)."""
+    try:
+        entry = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise HaraqaError(INVALID_JSON) from None
+    if not isinstance(entry, dict) or set(entry) - {"truncate", "before"}:
+        raise HaraqaError(INVALID_JSON)
+    truncate = entry.get("truncate", 0)
+    if isinstance(truncate, bool) or not isinstance(truncate, int) or truncate < 0:
+        raise HaraqaError(INVALID_JSON)
+    before = entry.get("before")
+    if before is None or before == "0001-01-01T00:00:00Z":  # Go's zero time: not set
+        return truncate, None
+    if not isinstance(before, str):
+        raise HaraqaError(INVALID_JSON)
+    try:
+        parsed = datetime.fromisoformat(before.replace("Z", "+00:00"))
+    except ValueError:
+        raise HaraqaError(INVALID_JSON) from None
+    if parsed.tzinfo is None:
+        raise HaraqaError(INVALID_JSON)
+    return truncate, parsed

@@ -1,0 +1,51 @@
+"""The only reader of HARAQA_* settings; builds the storage engine (``get_store``)."""
+
+from __future__ import annotations
+
+import threading
+
+from django.conf import settings
+
+from queues.storage import Store
+
+_stores: dict[tuple, Store] = {}
+_stores_guard = threading.Lock()
+
+
+class QueueSettings:
+    """Each property reads settings lazily, so ``override_settings`` works in tests."""
+
+    @property
+    def volumes(self) -> list[str]:
+        return list(settings.HARAQA_VOLUMES)
+
+    @property
+    def entries(self) -> int:
+        return settings.HARAQA_ENTRIES
+
+    @property
+    def limit(self) -> int:
+        return settings.HARAQA_LIMIT
+
+    @property
+    def fsync(self) -> str:
+        return settings.HARAQA_FSYNC
+
+    @property
+    def max_batch_bytes(self) -> int:
+        return settings.HARAQA_MAX_BATCH_BYTES
+
+
+conf = QueueSettings()
+
+
+def get_store() -> Store:
+    """The process's Store for the current settings (one per distinct configuration)."""
+    key = (tuple(conf.volumes), conf.entries, conf.fsync, conf.max_batch_bytes)
+    with _stores_guard:
+        store = _stores.get(key)
+        if store is None:
+            store = Store(list(key[0]), entries_per_segment=key[1], fsync=key[2], max_batch_bytes=key[3])
+            store.prepare_volumes()
+            _stores[key] = store
+        return store

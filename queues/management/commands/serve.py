@@ -1,0 +1,109 @@
+"""``manage.py serve``: run haraqa's HTTP API under gunicorn on the given volumes."""
+
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from gunicorn.app.base import BaseApplication
+
+from queues.storage import Store, VolumeError
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+class GunicornApplication(BaseApplication):
+    """gunicorn embedded in the command: options come from flags, not a config file."""
+
+    def __init__(self, wsgi_app, options: dict):
+        self.wsgi_app = wsgi_app
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        return self.wsgi_app
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve the haraqa API on VOLUME [VOLUME ...] (default: $HARAQA_VOLUMES). Writes go to every "
+        "volume in order; reads come from the last."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("volumes", nargs="*", metavar="VOLUME", help="volume directories (created if missing)")
+        parser.add_argument("--port", type=int, default=_env_int("HARAQA_PORT", 4353), help="HTTP port (haraqa -http); $HARAQA_PORT")
+        parser.add_argument("--bind", default=os.environ.get("HARAQA_BIND", "127.0.0.1"), help="address to listen on; $HARAQA_BIND")
+        parser.add_argument("--workers", type=int, default=_env_int("HARAQA_WORKERS", 4), help="gunicorn worker processes; $HARAQA_WORKERS")
+        parser.add_argument("--threads", type=int, default=_env_int("HARAQA_THREADS", 4), help="threads per worker; $HARAQA_THREADS")
+        parser.add_argument("--entries", type=int, default=settings.HARAQA_ENTRIES, help="messages per segment file; $HARAQA_ENTRIES")
+        parser.add_argument("--limit", type=int, default=settings.HARAQA_LIMIT, help="default consume limit, -1 = none; $HARAQA_LIMIT")
+        parser.add_argument(
+            "--fsync", choices=["never", "batch"], default=settings.HARAQA_FSYNC,
+            help="never (haraqa's behaviour) or batch: fdatasync every batch before answering; $HARAQA_FSYNC",
+        )
+        parser.add_argument(
+            "--max-batch-bytes", type=int, default=settings.HARAQA_MAX_BATCH_BYTES,
+            help="largest accepted produce body (413 beyond); $HARAQA_MAX_BATCH_BYTES",
+        )
+
+    def handle(self, *args, **opts) -> None:
+        volumes = [os.path.abspath(v) for v in (opts["volumes"] or settings.HARAQA_VOLUMES)]
+        if not volumes:
+            raise CommandError("no volume given: pass VOLUME arguments or set HARAQA_VOLUMES")
+        if opts["entries"] < 1 or opts["workers"] < 1 or opts["threads"] < 1:
+            raise CommandError("--entries, --workers and --threads must be at least 1")
+        self._apply_settings(volumes, opts)
+        try:
+            Store(volumes, opts["entries"], opts["fsync"], opts["max_batch_bytes"]).prepare_volumes()
+        except VolumeError as exc:
+            raise CommandError(str(exc)) from None
+        call_command("migrate", interactive=False, verbosity=0)
+
+        from haraqa_site.wsgi import application
+
+        address = f"{opts['bind']}:{opts['port']}"
+        self.stdout.write(
+            f"haraqa serving http://{address}/topics with {opts['workers']} workers x {opts['threads']} threads; "
+            f"volumes {', '.join(volumes)} (reads from the last); fsync={opts['fsync']}"
+        )
+        GunicornApplication(application, self._gunicorn_options(address, opts)).run()
+
+    @staticmethod
+    def _apply_settings(volumes: list[str], opts: dict) -> None:
+        """Make the flags the settings of this process and of the workers it forks."""
+        values = {
+            "HARAQA_VOLUMES": volumes,
+            "HARAQA_ENTRIES": opts["entries"],
+            "HARAQA_LIMIT": opts["limit"],
+            "HARAQA_FSYNC": opts["fsync"],
+            "HARAQA_MAX_BATCH_BYTES": opts["max_batch_bytes"],
+        }
+        for name, value in values.items():
+            setattr(settings, name, value)
+            os.environ[name] = os.pathsep.join(value) if isinstance(value, list) else str(value)
+
+    @staticmethod
+    def _gunicorn_options(address: str, opts: dict) -> dict:
+        return {
+            "bind": address,
+            "workers": opts["workers"],
+            # gthread keeps client connections alive (haraqa clients reuse them) and
+            # still sends consume bodies with sendfile.
+            "worker_class": "gthread",
+            "threads": opts["threads"],
+            "keepalive": 75,
+            "timeout": 120,
+            "graceful_timeout": 30,
+            "sendfile": True,
+            "limit_request_field_size": 0,  # X-Sizes of large batches is long
+            "control_socket_disable": True,  # several servers may run side by side
+        }

@@ -1,0 +1,154 @@
+"""Reading a range of messages from one volume without taking any lock.
+
+A reader snapshots the volume's commit record, then reads only what it counts;
+writers never change bytes a commit already counts, so no lock is needed. The
+segment list of a topic is cached per process and trusted only while its last
+entry is the commit's active segment (anything else means it went stale).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import threading
+from dataclasses import dataclass
+
+from .errors import Corruption, MessageIdTruncated, NoContent, TopicNotFound
+from .layout import TopicDir, pread_exact
+from .records import LENGTH_WORD, RECORD_SIZE, Commit, IndexRecord
+
+
+@dataclass
+class MessageRange:
+    """Messages ``first_id .. first_id + len(sizes) - 1``, stored contiguously in ``data_path``."""
+
+    first_id: int
+    sizes: list[int]
+    data_path: str
+    data_offset: int
+    start_time_ns: int
+    end_time_ns: int
+
+    @property
+    def byte_count(self) -> int:
+        return sum(self.sizes)
+
+    def open(self) -> BoundedFile:
+        """A file object positioned at the range, reading exactly its bytes."""
+        return BoundedFile(self.data_path, self.data_offset, self.byte_count)
+
+    def read_all(self) -> bytes:
+        with self.open() as f:
+            return f.read()
+
+    def messages(self) -> list[bytes]:
+        data, out, at = self.read_all(), [], 0
+        for size in self.sizes:
+            out.append(data[at : at + size])
+            at += size
+        return out
+
+
+class BoundedFile:
+    """A read-only file positioned at ``offset`` whose ``read`` stops after ``length`` bytes.
+
+    It keeps a real ``fileno()`` so gunicorn sends it with ``sendfile`` from the
+    current position, bounded by Content-Length.
+    """
+
+    def __init__(self, path: str, offset: int, length: int):
+        self._file = open(path, "rb", buffering=0)
+        self._file.seek(offset)
+        self._left = length
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > self._left:
+            size = self._left
+        data = self._file.read(size) if size else b""
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+    def __enter__(self) -> BoundedFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SegmentCache:
+    """Per-process cache of each topic's segment list."""
+
+    def __init__(self) -> None:
+        self._segments: dict[str, list[int]] = {}
+        self._guard = threading.Lock()
+
+    def segments(self, topic_dir: TopicDir, commit: Commit, refresh: bool = False) -> list[int]:
+        key = topic_dir.path
+        with self._guard:
+            cached = self._segments.get(key)
+        if refresh or not cached or cached[-1] != commit.active_segment:
+            cached = [s for s in topic_dir.segments() if s <= commit.active_segment]
+            with self._guard:
+                self._segments[key] = cached
+        return cached
+
+
+def read_range(topic_dir: TopicDir, cache: SegmentCache, start: int, limit: int) -> MessageRange:
+    """Up to ``limit`` messages from ``start`` (< 0: the last message); never crosses a segment.
+
+    Raises TopicNotFound, NoContent, MessageIdTruncated or Corruption.
+    """
+    commit = topic_dir.read_commit()
+    if commit is None:
+        raise TopicNotFound("topic does not exist")
+    if start < 0:
+        start = commit.next_id - 1
+    if start < 0 or start >= commit.next_id:
+        raise NoContent("no content")
+    for refresh in (False, True):
+        first, end = _locate(topic_dir, cache, commit, start, refresh)
+        count = end - start if limit <= 0 else min(limit, end - start)
+        try:
+            return _read_segment(topic_dir, first, start, count)
+        except FileNotFoundError:
+            continue  # removed by a truncate since the list was cached
+    raise MessageIdTruncated(_first_stored(topic_dir, cache, commit))
+
+
+def _locate(topic_dir: TopicDir, cache: SegmentCache, commit: Commit, start: int, refresh: bool) -> tuple[int, int]:
+    """The segment holding ``start``: its first id and the id after its last message."""
+    if start >= commit.active_segment:
+        return commit.active_segment, commit.next_id
+    segments = cache.segments(topic_dir, commit, refresh)
+    position = bisect.bisect_right(segments, start)
+    if position == 0:
+        raise MessageIdTruncated(segments[0] if segments else commit.active_segment)
+    return segments[position - 1], segments[position]
+
+
+def _first_stored(topic_dir: TopicDir, cache: SegmentCache, commit: Commit) -> int:
+    segments = cache.segments(topic_dir, commit, refresh=True)
+    return segments[0] if segments else commit.active_segment
+
+
+def _read_segment(topic_dir: TopicDir, first: int, start: int, count: int) -> MessageRange:
+    with open(topic_dir.segment_path(first, "idx"), "rb", buffering=0) as index:
+        raw = pread_exact(index.fileno(), count * RECORD_SIZE, (start - first) * RECORD_SIZE)
+    if len(raw) != count * RECORD_SIZE:
+        raise Corruption(f"index of {topic_dir.topic!r} segment {first} is shorter than its commit")
+    sizes = memoryview(raw).cast("I")[LENGTH_WORD :: RECORD_SIZE // 4].tolist()
+    head, tail = IndexRecord.unpack(raw), IndexRecord.unpack(raw[-RECORD_SIZE:])
+    data_path = topic_dir.segment_path(first, "dat")
+    if tail.end - head.offset != sum(sizes) or os.stat(data_path).st_size < tail.end:
+        raise Corruption(f"data of {topic_dir.topic!r} segment {first} does not match its index")
+    return MessageRange(start, sizes, data_path, head.offset, head.timestamp_ns, tail.timestamp_ns)

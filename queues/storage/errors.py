@@ -1,0 +1,77 @@
+"""Exceptions raised by the storage engine.
+
+    StorageError                     root: anything the engine raises on purpose
+    ├── InvalidInput                 the caller asked for something malformed
+    │   ├── InvalidTopic             unsafe or empty topic name
+    │   ├── InvalidSizes             bad X-Sizes list (negative, too many, over the limit)
+    │   ├── InvalidBody              body length differs from the sizes
+    │   ├── BatchTooLarge            batch above the configured maximum
+    │   └── InvalidGroup             unsafe consumer group name
+    ├── TopicNotFound
+    ├── TopicExists
+    ├── NoContent                    nothing stored at or after the requested id
+    ├── MessageIdTruncated           the id was removed by a truncate
+    ├── Corruption                   on-disk data fails its checks
+    └── VolumeError                  a volume cannot be read or written
+        └── VolumesOutOfSync         volumes disagree beyond a torn tail: run recovery
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Root of every error the engine raises on purpose."""
+
+
+class InvalidInput(StorageError):
+    pass
+
+
+class InvalidTopic(InvalidInput):
+    pass
+
+
+class InvalidSizes(InvalidInput):
+    pass
+
+
+class InvalidBody(InvalidInput):
+    pass
+
+
+class BatchTooLarge(InvalidInput):
+    pass
+
+
+class InvalidGroup(InvalidInput):
+    pass
+
+
+class TopicNotFound(StorageError):
+    pass
+
+
+class TopicExists(StorageError):
+    pass
+
+
+class NoContent(StorageError):
+    pass
+
+
+class MessageIdTruncated(StorageError):
+    def __init__(self, first_id: int):
+        super().__init__(f"message id truncated, first stored id is {first_id}")
+        self.first_id = first_id
+
+
+class Corruption(StorageError):
+    pass
+
+
+class VolumeError(StorageError):
+    pass
+
+
+class VolumesOutOfSync(VolumeError):
+    pass

@@ -1,0 +1,179 @@
+"""Where a topic's files live on one volume, and the small file operations on them.
+
+    <volume>/<topic>/.commit                  commit record: what is visible
+    <volume>/<topic>/<first id:020d>.dat      message bytes back to back
+    <volume>/<topic>/<first id:020d>.idx      one 32-byte index record per message
+    <volume>/<topic>/.groups/<group>          a consumer group's next id
+    <volume>/.locks/<sha1(topic)>.lock        the topic's lock file (see locks.py)
+
+Nested topics are nested directories; a directory is a topic iff it holds ``.commit``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .errors import Corruption
+from .records import RECORD_SIZE, Commit
+
+COMMIT_FILE = ".commit"
+GROUPS_DIR = ".groups"
+SEGMENT_FILE = re.compile(r"^(\d{20})\.idx$")
+STORAGE_FILE = re.compile(r"^\d{20}\.(dat|idx)$")
+_GROUP = struct.Struct("<QI")
+_TORN_READ_RETRIES = 5
+
+
+def segment_name(first_id: int, suffix: str) -> str:
+    return f"{first_id:020d}.{suffix}"
+
+
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+def pread_exact(fd: int, size: int, offset: int) -> bytes:
+    data = os.pread(fd, size, offset)
+    while len(data) < size:
+        more = os.pread(fd, size - len(data), offset + len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def pread_file(path: str, offset: int, size: int) -> bytes:
+    """Up to ``size`` bytes of ``path`` from ``offset``; empty if the file is missing."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            return pread_exact(f.fileno(), size, offset)
+    except FileNotFoundError:
+        return b""
+
+
+def unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file_atomically(path: str, data: bytes, durable: bool) -> None:
+    """Write ``path`` through a temporary name and a rename, so it is never seen half written."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        pwrite_all(fd, data, 0)
+        if durable:
+            os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if durable:
+        fsync_dir(os.path.dirname(path))
+
+
+@dataclass(frozen=True)
+class TopicDir:
+    """One topic's directory on one volume."""
+
+    root: str
+    topic: str
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.root, self.topic)
+
+    @property
+    def commit_path(self) -> str:
+        return os.path.join(self.path, COMMIT_FILE)
+
+    def segment_path(self, first_id: int, suffix: str) -> str:
+        return os.path.join(self.path, segment_name(first_id, suffix))
+
+    def group_path(self, group: str) -> str:
+        return os.path.join(self.path, GROUPS_DIR, group)
+
+    def exists(self) -> bool:
+        return os.path.isfile(self.commit_path)
+
+    def read_commit(self) -> Commit | None:
+        """The volume's commit record, or None if the topic is not on this volume."""
+        try:
+            fd = os.open(self.commit_path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            for _ in range(_TORN_READ_RETRIES):
+                commit = Commit.unpack(os.pread(fd, RECORD_SIZE, 0))
+                if commit is not None:
+                    return commit
+        finally:
+            os.close(fd)
+        raise Corruption(f"corrupt commit record in topic {self.topic!r}")
+
+    def write_commit(self, commit: Commit, durable: bool) -> None:
+        fd = os.open(self.commit_path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            pwrite_all(fd, commit.pack(), 0)
+            if durable:
+                os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    def segments(self) -> list[int]:
+        """First ids of the segments on disk, sorted."""
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            return []
+        return sorted(int(m.group(1)) for m in map(SEGMENT_FILE.match, names) if m)
+
+    def read_group(self, group: str) -> int | None:
+        try:
+            with open(self.group_path(group), "rb") as f:
+                raw = f.read(_GROUP.size)
+        except FileNotFoundError:
+            return None
+        if len(raw) != _GROUP.size:
+            return None
+        next_id, crc = _GROUP.unpack(raw)
+        return next_id if crc == zlib.crc32(raw[:8]) else None
+
+    def write_group(self, group: str, next_id: int, durable: bool) -> None:
+        os.makedirs(os.path.join(self.path, GROUPS_DIR), exist_ok=True)
+        value = struct.pack("<Q", next_id)
+        write_file_atomically(self.group_path(group), value + struct.pack("<I", zlib.crc32(value)), durable)
+
+
+def walk_topics(root: str) -> Iterator[str]:
+    """Every topic name stored under ``root`` (directories holding a commit file)."""
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            entries = list(os.scandir(os.path.join(root, rel) if rel else root))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if entry.name == COMMIT_FILE and rel:
+                yield rel
+            elif not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                stack.append(f"{rel}/{entry.name}" if rel else entry.name)

@@ -1,0 +1,43 @@
+"""Topic and consumer-group names: normalisation and the safety rules.
+
+A topic name maps to a relative directory under every volume, so anything that
+could escape the volume or collide with the engine's own files is refused.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InvalidGroup, InvalidTopic
+
+MAX_TOPIC_BYTES = 1024
+MAX_SEGMENT_BYTES = 255
+_RESERVED_SEGMENT = re.compile(r"^\d{20}\.(dat|idx)$")
+
+
+def _segment_is_safe(segment: str) -> bool:
+    return (
+        segment != ""
+        and not segment.startswith(".")
+        and "\\" not in segment
+        and not any(ord(ch) < 32 or ord(ch) == 127 for ch in segment)
+        and len(segment.encode("utf-8", "surrogatepass")) <= MAX_SEGMENT_BYTES
+        and not _RESERVED_SEGMENT.match(segment)
+    )
+
+
+def normalize_topic(name: str) -> str:
+    """Lower-case ``name`` and check it is a safe relative path; raise InvalidTopic."""
+    topic = name.lower()
+    if not topic or len(topic.encode("utf-8", "surrogatepass")) > MAX_TOPIC_BYTES:
+        raise InvalidTopic("invalid topic")
+    if not all(_segment_is_safe(segment) for segment in topic.split("/")):
+        raise InvalidTopic("invalid topic")
+    return topic
+
+
+def check_group(name: str) -> str:
+    """Return ``name`` if it is usable as a consumer group file name; raise InvalidGroup."""
+    if "/" in name or not _segment_is_safe(name):
+        raise InvalidGroup("invalid header: X-Consumer-Group")
+    return name

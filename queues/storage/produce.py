@@ -1,0 +1,183 @@
+"""Appending one batch to a topic on every volume.
+
+Write order (the lock is held throughout):
+
+1. message bytes, streamed in bounded chunks, to the data files of every volume;
+2. ``fsync=batch``: fdatasync those data files;
+3. index records to every volume's index files (then fdatasync with ``batch``);
+4. the commit record, volume by volume in the given order (fdatasync with ``batch``).
+
+Nothing is visible before step 4, and readers read the last volume's commit, so a
+batch becomes visible only once it is on every volume. Any failure before step 4
+truncates what was written back to the previous commit and removes new segments.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from itertools import accumulate
+import zlib
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from .errors import InvalidBody, VolumesOutOfSync
+from .layout import TopicDir, fsync_dir, pwrite_all, unlink_quietly
+from .records import RECORD_SIZE, Commit, pack_index
+
+CHUNK_BYTES = 1 << 20
+
+
+@dataclass
+class SegmentPart:
+    """The messages of a batch that land in one segment."""
+
+    first_id: int  # id of the segment's first message
+    start_id: int  # id of this part's first message
+    data_offset: int  # where this part's bytes start in the data file
+    sizes: list[int]
+    is_new: bool
+    crcs: list[int] = field(default_factory=list)
+    fds: list[tuple[int, int]] = field(default_factory=list)  # (data fd, index fd) per volume
+
+    @property
+    def data_end(self) -> int:
+        return self.data_offset + sum(self.sizes)
+
+
+def plan_parts(commit: Commit, sizes: list[int], entries: int) -> list[SegmentPart]:
+    """Split ``sizes`` at segment boundaries: a segment holds ``entries`` messages."""
+    parts: list[SegmentPart] = []
+    segment, offset, count = commit.active_segment, commit.data_end, commit.active_count
+    next_id, i = commit.next_id, 0
+    while i < len(sizes):
+        if count >= entries:
+            segment, offset, count = next_id, 0, 0
+        take = sizes[i : i + entries - count]
+        parts.append(SegmentPart(segment, next_id, offset, take, is_new=count == 0 and next_id != 0))
+        offset += sum(take)
+        count += len(take)
+        next_id += len(take)
+        i += len(take)
+    return parts
+
+
+class BatchWriter:
+    """Writes one planned batch to every volume; ``rollback`` undoes it before the commit."""
+
+    def __init__(self, dirs: list[TopicDir], commit: Commit, parts: list[SegmentPart], durable: bool):
+        self.dirs = dirs
+        self.commit = commit
+        self.parts = parts
+        self.durable = durable
+
+    def write(self, body: BinaryIO) -> Commit:
+        try:
+            for part in self.parts:
+                self._open(part)
+                self._stream(part, body)
+            if body.read(1):
+                raise InvalidBody("invalid body: longer than the sum of X-Sizes")
+            self._sync(data=True)
+            now = time.time_ns()
+            for part in self.parts:
+                offsets = list(accumulate(part.sizes[:-1], initial=part.data_offset))
+                records = pack_index(offsets, part.sizes, part.crcs, now)
+                position = (part.start_id - part.first_id) * RECORD_SIZE
+                for _, index_fd in part.fds:
+                    pwrite_all(index_fd, records, position)
+            self._sync(data=False)
+        except BaseException:
+            self._rollback()
+            raise
+        finally:
+            self._close()
+        last = self.parts[-1]
+        new_commit = Commit(last.start_id + len(last.sizes), last.first_id, last.data_end)
+        for topic_dir in self.dirs:
+            topic_dir.write_commit(new_commit, self.durable)
+        return new_commit
+
+    def _open(self, part: SegmentPart) -> None:
+        """Open the part's files on every volume; trim tails a crashed writer left behind."""
+        flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT | os.O_TRUNC if part.is_new else 0)
+        index_size = (part.start_id - part.first_id) * RECORD_SIZE
+        for topic_dir in self.dirs:
+            try:
+                data_fd = os.open(topic_dir.segment_path(part.first_id, "dat"), flags, 0o644)
+            except FileNotFoundError:
+                raise VolumesOutOfSync(f"segment {part.first_id} of {topic_dir.topic!r} is missing on a volume") from None
+            part.fds.append((data_fd, -1))
+            index_fd = os.open(topic_dir.segment_path(part.first_id, "idx"), flags | os.O_CREAT, 0o644)
+            part.fds[-1] = (data_fd, index_fd)
+            if not part.is_new:
+                _trim_or_fail(data_fd, part.data_offset, topic_dir)
+                _trim_or_fail(index_fd, index_size, topic_dir)
+            elif self.durable:
+                fsync_dir(topic_dir.path)
+
+    def _stream(self, part: SegmentPart, body: BinaryIO) -> None:
+        """Copy the part's bytes from ``body`` to every volume, computing each message's crc."""
+        ends = list(accumulate(part.sizes))
+        crcs, count = part.crcs, len(ends)
+        message, crc, position = 0, 0, 0
+        while message < count and ends[message] == 0:  # leading empty messages
+            crcs.append(0)
+            message += 1
+        total = ends[-1]
+        while position < total:
+            chunk = body.read(min(CHUNK_BYTES, total - position))
+            if not chunk:
+                raise InvalidBody("invalid body: shorter than the sum of X-Sizes")
+            for data_fd, _ in part.fds:
+                pwrite_all(data_fd, chunk, part.data_offset + position)
+            view, at = memoryview(chunk), 0
+            while at < len(view):
+                take = min(ends[message] - position, len(view) - at)
+                crc = zlib.crc32(view[at : at + take], crc)
+                at += take
+                position += take
+                while message < count and ends[message] == position:
+                    crcs.append(crc)
+                    crc, message = 0, message + 1
+
+    def _sync(self, data: bool) -> None:
+        if self.durable:
+            for part in self.parts:
+                for data_fd, index_fd in part.fds:
+                    os.fdatasync(data_fd if data else index_fd)
+
+    def _rollback(self) -> None:
+        for part in self.parts:
+            for topic_dir in self.dirs:
+                data_path = topic_dir.segment_path(part.first_id, "dat")
+                index_path = topic_dir.segment_path(part.first_id, "idx")
+                if part.is_new:
+                    for path in (data_path, index_path):
+                        unlink_quietly(path)
+                else:
+                    _truncate_quietly(data_path, part.data_offset)
+                    _truncate_quietly(index_path, (part.start_id - part.first_id) * RECORD_SIZE)
+
+    def _close(self) -> None:
+        for part in self.parts:
+            for fds in part.fds:
+                for fd in fds:
+                    if fd >= 0:
+                        os.close(fd)
+            part.fds.clear()
+
+
+def _trim_or_fail(fd: int, expected: int, topic_dir: TopicDir) -> None:
+    size = os.fstat(fd).st_size
+    if size < expected:
+        raise VolumesOutOfSync(f"a segment of {topic_dir.topic!r} is shorter than its commit on a volume")
+    if size > expected:
+        os.ftruncate(fd, expected)
+
+
+def _truncate_quietly(path: str, size: int) -> None:
+    try:
+        os.truncate(path, size)
+    except FileNotFoundError:
+        pass

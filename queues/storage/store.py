@@ -1,0 +1,267 @@
+"""The queue store: topics replicated over an ordered list of volumes.
+
+Writes go to every volume in the given order under the topic lock; reads come
+from the last volume and take no lock. The store reads no global state: every
+setting is a constructor argument.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO, Literal
+
+from . import layout
+from .consume import MessageRange, SegmentCache, read_range
+from .errors import (
+    BatchTooLarge,
+    InvalidSizes,
+    TopicExists,
+    TopicNotFound,
+    VolumeError,
+    VolumesOutOfSync,
+)
+from .layout import TopicDir, pread_file, unlink_quietly, write_file_atomically
+from .locks import LOCK_DIR, topic_lock
+from .names import check_group, normalize_topic
+from .produce import BatchWriter, plan_parts
+from .records import RECORD_SIZE, Commit, IndexRecord
+
+FsyncPolicy = Literal["never", "batch"]
+MAX_MESSAGE_BYTES = (1 << 32) - 1
+DEFAULT_MAX_BATCH_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class Offsets:
+    min_offset: int  # first id still stored
+    max_offset: int  # the next id to be written
+
+
+class Store:
+    """Topics on ``volumes``; see the package docstring for the guarantees."""
+
+    def __init__(
+        self,
+        volumes: list[str],
+        entries_per_segment: int = 5000,
+        fsync: FsyncPolicy = "never",
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    ):
+        if not volumes:
+            raise ValueError("at least one volume is required")
+        if entries_per_segment < 1:
+            raise ValueError("entries_per_segment must be at least 1")
+        if fsync not in ("never", "batch"):
+            raise ValueError("fsync must be 'never' or 'batch'")
+        self.volumes = [os.path.abspath(v) for v in volumes]
+        self.entries_per_segment = entries_per_segment
+        self.fsync = fsync
+        self.max_batch_bytes = max_batch_bytes
+        self._segment_cache = SegmentCache()
+
+    @property
+    def durable(self) -> bool:
+        return self.fsync == "batch"
+
+    def prepare_volumes(self) -> None:
+        """Create missing volume directories; raise VolumeError if one is unusable."""
+        for volume in self.volumes:
+            if os.path.exists(volume) and not os.path.isdir(volume):
+                raise VolumeError(f"volume {volume} is not a directory")
+            try:
+                os.makedirs(os.path.join(volume, LOCK_DIR), exist_ok=True)
+            except OSError as exc:
+                raise VolumeError(f"volume {volume} cannot be created: {exc.strerror}") from None
+            if not os.access(volume, os.W_OK | os.X_OK):
+                raise VolumeError(f"volume {volume} is not writable")
+
+    def _dirs(self, topic: str) -> list[TopicDir]:
+        return [TopicDir(volume, topic) for volume in self.volumes]
+
+    def _read_dir(self, topic: str) -> TopicDir:
+        return TopicDir(self.volumes[-1], topic)
+
+    # topics
+
+    def create_topic(self, topic: str) -> None:
+        """Create ``topic`` on every volume. Raises InvalidTopic, TopicExists."""
+        topic = normalize_topic(topic)
+        with topic_lock(self.volumes, topic):
+            dirs = self._dirs(topic)
+            if any(d.exists() for d in dirs):
+                raise TopicExists("topic already exists")
+            for topic_dir in dirs:
+                os.makedirs(topic_dir.path, exist_ok=True)
+                for suffix in ("dat", "idx"):
+                    open(topic_dir.segment_path(0, suffix), "wb").close()
+                write_file_atomically(topic_dir.commit_path, Commit().pack(), self.durable)
+
+    def delete_topic(self, topic: str) -> None:
+        """Delete ``topic`` from every volume (nested topics stay). Raises InvalidTopic."""
+        topic = normalize_topic(topic)
+        with topic_lock(self.volumes, topic):
+            for topic_dir in self._dirs(topic):
+                _remove_topic_files(topic_dir)
+
+    def list_topics(self, regex: str | None = None) -> list[str]:
+        """Sorted topic names, filtered by ``re.search(regex)``. Raises re.error."""
+        pattern = re.compile(regex) if regex else None
+        topics = layout.walk_topics(self.volumes[-1])
+        return sorted(t for t in topics if pattern is None or pattern.search(t))
+
+    def offsets(self, topic: str) -> Offsets:
+        """First stored id and next id of ``topic``. Raises InvalidTopic, TopicNotFound."""
+        topic_dir = self._read_dir(normalize_topic(topic))
+        commit = _require_commit(topic_dir)
+        segments = topic_dir.segments()
+        return Offsets(segments[0] if segments else commit.active_segment, commit.next_id)
+
+    # messages
+
+    def produce(self, topic: str, sizes: list[int], body: BinaryIO) -> int:
+        """Append one batch; return the id of its first message.
+
+        ``body`` yields exactly ``sum(sizes)`` bytes. On return the batch is on every
+        volume (and durable with ``fsync='batch'``). Raises InvalidTopic, InvalidSizes,
+        BatchTooLarge, InvalidBody, TopicNotFound, VolumesOutOfSync, OSError.
+        """
+        topic = normalize_topic(topic)
+        self.check_sizes(sizes)
+        with topic_lock(self.volumes, topic):
+            dirs = self._dirs(topic)
+            commit = self._reconciled_commit(dirs)
+            parts = plan_parts(commit, sizes, self.entries_per_segment)
+            BatchWriter(dirs, commit, parts, self.durable).write(body)
+            return commit.next_id
+
+    def check_sizes(self, sizes: list[int]) -> None:
+        """Raise InvalidSizes / BatchTooLarge unless ``sizes`` is an acceptable batch."""
+        if not sizes or any(size < 0 or size > MAX_MESSAGE_BYTES for size in sizes):
+            raise InvalidSizes("invalid header: X-Sizes")
+        if sum(sizes) > self.max_batch_bytes:
+            raise BatchTooLarge(f"batch larger than {self.max_batch_bytes} bytes")
+
+    def consume(self, topic: str, start: int, limit: int) -> MessageRange:
+        """Up to ``limit`` (<= 0: no limit) messages from id ``start`` (< 0: the last one).
+
+        May return fewer than asked, stopping at a segment end. Raises InvalidTopic,
+        TopicNotFound, NoContent, MessageIdTruncated, Corruption.
+        """
+        return read_range(self._read_dir(normalize_topic(topic)), self._segment_cache, start, limit)
+
+    def consume_group(self, topic: str, group: str, start: int, limit: int) -> MessageRange:
+        """Consume for a consumer group: from ``start`` or, if negative, the group's next id.
+
+        The group's offset moves past what is returned (at-most-once per group).
+        """
+        topic, group = normalize_topic(topic), check_group(group)
+        with topic_lock(self.volumes, topic):
+            dirs = self._dirs(topic)
+            _require_commit(dirs[-1])
+            if start < 0:
+                start = next((n for d in reversed(dirs) if (n := d.read_group(group)) is not None), 0)
+            result = read_range(dirs[-1], self._segment_cache, start, limit)
+            for topic_dir in dirs:
+                topic_dir.write_group(group, result.first_id + len(result.sizes), self.durable)
+            return result
+
+    def truncate(self, topic: str, before_id: int | None = None, before: datetime | None = None) -> Offsets:
+        """Remove whole segments whose messages all precede ``before_id`` / time ``before``.
+
+        The active segment is never removed. Raises InvalidTopic, TopicNotFound.
+        """
+        topic = normalize_topic(topic)
+        with topic_lock(self.volumes, topic):
+            dirs = self._dirs(topic)
+            read_dir = dirs[-1]
+            commit = _require_commit(read_dir)
+            segments = [s for s in read_dir.segments() if s <= commit.active_segment]
+            before_ns = before.timestamp() * 1e9 if before is not None else None
+            removed = 0
+            for first, following in zip(segments, segments[1:]):
+                by_id = before_id is not None and following <= before_id
+                by_time = before_ns is not None and _last_timestamp(read_dir, first, following) < before_ns
+                if not (by_id or by_time):
+                    break
+                for topic_dir in dirs:
+                    for suffix in ("dat", "idx"):
+                        unlink_quietly(topic_dir.segment_path(first, suffix))
+                removed += 1
+            remaining = segments[removed:]
+            return Offsets(remaining[0] if remaining else commit.active_segment, commit.next_id)
+
+    # consistency between volumes
+
+    def _reconciled_commit(self, dirs: list[TopicDir]) -> Commit:
+        """The commit every volume agrees on, rolling forward a commit a crash left half written."""
+        commits = [d.read_commit() for d in dirs]
+        present = [c for c in commits if c is not None]
+        if not present:
+            raise TopicNotFound("topic does not exist")
+        if len(present) < len(commits):
+            raise VolumesOutOfSync("topic is missing on a volume: run recovery")
+        newest = max(present, key=lambda c: c.next_id)
+        source = dirs[commits.index(newest)]
+        for topic_dir, commit in zip(dirs, commits):
+            if commit != newest:
+                _roll_forward(source, topic_dir, commit, newest)
+                topic_dir.write_commit(newest, self.durable)
+        return newest
+
+
+def _roll_forward(source: TopicDir, target: TopicDir, old: Commit, new: Commit) -> None:
+    """Check ``target`` already holds what ``new`` adds over ``old``: the window between
+    writing the commit to the first and the last volume. Anything else needs recovery."""
+    if old.next_id > new.next_id:
+        raise VolumesOutOfSync("volumes disagree: run recovery")
+    segments = [s for s in source.segments() if old.active_segment <= s <= new.active_segment]
+    for first in segments:
+        start = max(old.next_id, first) - first
+        end = (new.next_id if first == new.active_segment else _segment_after(segments, first)) - first
+        wanted = pread_file(source.segment_path(first, "idx"), start * RECORD_SIZE, (end - start) * RECORD_SIZE)
+        present = pread_file(target.segment_path(first, "idx"), start * RECORD_SIZE, (end - start) * RECORD_SIZE)
+        if wanted != present or os.path.getsize(target.segment_path(first, "dat")) < IndexRecord.unpack(
+            wanted[-RECORD_SIZE:]
+        ).end:
+            raise VolumesOutOfSync("volumes disagree: run recovery")
+
+
+def _segment_after(segments: list[int], first: int) -> int:
+    return segments[segments.index(first) + 1]
+
+
+def _last_timestamp(topic_dir: TopicDir, first: int, following: int) -> int:
+    raw = pread_file(topic_dir.segment_path(first, "idx"), (following - first - 1) * RECORD_SIZE, RECORD_SIZE)
+    return IndexRecord.unpack(raw).timestamp_ns if len(raw) == RECORD_SIZE else 0
+
+
+def _require_commit(topic_dir: TopicDir) -> Commit:
+    commit = topic_dir.read_commit()
+    if commit is None:
+        raise TopicNotFound("topic does not exist")
+    return commit
+
+
+def _remove_topic_files(topic_dir: TopicDir) -> None:
+    """Remove the commit first (the topic vanishes at once), then its files and empty dirs."""
+    unlink_quietly(topic_dir.commit_path)
+    try:
+        names = os.listdir(topic_dir.path)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if layout.STORAGE_FILE.match(name) or name.startswith(layout.COMMIT_FILE):
+            unlink_quietly(os.path.join(topic_dir.path, name))
+    shutil.rmtree(os.path.join(topic_dir.path, layout.GROUPS_DIR), ignore_errors=True)
+    path = topic_dir.path
+    while path != topic_dir.root:
+        try:
+            os.rmdir(path)  # only succeeds while empty: nested topics keep their parents
+        except OSError:
+            break
+        path = os.path.dirname(path)
+
