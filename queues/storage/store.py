@@ -85,6 +85,14 @@ class Store:
     def _read_dir(self, topic: str) -> TopicDir:
         return TopicDir(self.volumes[-1], topic)
 
+    def _existing_topic(self, name: str) -> str:
+        """The normalised name of a topic stored on some volume; checked before locking
+        so requests for missing topics leave no lock file behind."""
+        topic = normalize_topic(name)
+        if not any(d.exists() for d in self._dirs(topic)):
+            raise TopicNotFound("topic does not exist")
+        return topic
+
     # topics
 
     def create_topic(self, topic: str) -> None:
@@ -129,8 +137,8 @@ class Store:
         volume (and durable with ``fsync='batch'``). Raises InvalidTopic, InvalidSizes,
         BatchTooLarge, InvalidBody, TopicNotFound, VolumesOutOfSync, OSError.
         """
-        topic = normalize_topic(topic)
         self.check_sizes(sizes)
+        topic = self._existing_topic(topic)
         with topic_lock(self.volumes, topic):
             dirs = self._dirs(topic)
             commit = self._reconciled_commit(dirs)
@@ -158,7 +166,7 @@ class Store:
 
         The group's offset moves past what is returned (at-most-once per group).
         """
-        topic, group = normalize_topic(topic), check_group(group)
+        topic, group = self._existing_topic(topic), check_group(group)
         with topic_lock(self.volumes, topic):
             dirs = self._dirs(topic)
             _require_commit(dirs[-1])
@@ -174,7 +182,7 @@ class Store:
 
         The active segment is never removed. Raises InvalidTopic, TopicNotFound.
         """
-        topic = normalize_topic(topic)
+        topic = self._existing_topic(topic)
         with topic_lock(self.volumes, topic):
             dirs = self._dirs(topic)
             read_dir = dirs[-1]

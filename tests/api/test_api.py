@@ -1,0 +1,222 @@
+"""haraqa's HTTP API through Django's test client, on real volumes in tmp dirs."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from django.test import Client, RequestFactory
+
+from queues.api.views import TopicApi
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client(api_volumes) -> Client:
+    return Client()
+
+
+def produce(client: Client, topic: str, messages: list[bytes], **headers):
+    return client.post(
+        f"/topics/{topic}", b"".join(messages), content_type="application/octet-stream",
+        headers={"X-Sizes": ":".join(str(len(m)) for m in messages), **headers},
+    )
+
+
+def consume(client: Client, topic: str, msg_id="0", limit="10", **headers):
+    return read(client.get(f"/topics/{topic}", headers={"X-Id": msg_id, "X-Limit": limit, **headers}))
+
+
+def read(response):
+    """Drain a response once, closing the file behind a streamed one; keep its bytes."""
+    if not hasattr(response, "body_bytes"):
+        if response.streaming:
+            response.body_bytes = b"".join(response.streaming_content)
+            response.close()
+        else:
+            response.body_bytes = response.content
+    return response
+
+
+def body(response) -> bytes:
+    return read(response).body_bytes
+
+
+def snapshot(volumes: list[str]) -> dict[str, bytes]:
+    out = {}
+    for volume in volumes:
+        for root, _, files in os.walk(volume):
+            for name in files:
+                with open(os.path.join(root, name), "rb") as f:
+                    out[os.path.join(root, name)] = f.read()
+    return out
+
+
+def test_measured_round_trip(client):
+    assert client.put("/topics/t").status_code == 201
+    assert produce(client, "t", [b"hello", b"world", b"abc"]).status_code == 204
+    response = consume(client, "t")
+    assert response.status_code == 200
+    assert response["X-Sizes"] == "5:5:3"
+    assert response["Content-Type"] == "application/octet-stream"
+    assert body(response) == b"helloworldabc"
+
+
+def test_consume_reads_exactly_the_range(client):
+    client.put("/topics/t")
+    produce(client, "t", [b"aaa", b"bb", b"c"])
+    produce(client, "t", [b"dddd"])
+    response = consume(client, "t", "1", "2")
+    assert response["Content-Length"] == "3"
+    assert body(response) == b"bbc"
+
+
+def test_consume_streams_a_real_file_positioned_at_the_range(client):
+    """gunicorn's sendfile path needs a file object with a real descriptor at the range start."""
+    client.put("/topics/t")
+    produce(client, "t", [b"aaa", b"bb", b"c"])
+    request = RequestFactory().get("/topics/t", headers={"X-Id": "1", "X-Limit": "1"})
+    response = TopicApi.as_view()(request, topic="t")
+    wrapped = response.file_to_stream
+    assert os.lseek(wrapped.fileno(), 0, os.SEEK_CUR) == 3
+    assert os.fstat(wrapped.fileno()).st_size == 6
+    assert response["Content-Length"] == "2"
+    response.close()
+
+
+def test_id_query_parameter_and_last_message(client):
+    client.put("/topics/t")
+    produce(client, "t", [b"a", b"b", b"c"])
+    assert body(client.get("/topics/t?id=1", headers={"X-Limit": "1"})) == b"b"
+    assert body(consume(client, "t", "-1")) == b"c"
+
+
+def test_text_accept_gets_text_plain(client):
+    client.put("/topics/t")
+    produce(client, "t", [b"a"])
+    assert consume(client, "t", Accept="text/html,*/*")["Content-Type"].startswith("text/plain")
+
+
+def test_limit_defaults_and_segment_end(client, settings):
+    client.put("/topics/t")
+    produce(client, "t", [b"x"] * 12)
+    assert consume(client, "t", "0", "0")["X-Sizes"] == "1:1:1:1:1"  # segments hold 5
+    settings.HARAQA_LIMIT = 2
+    assert consume(client, "t", "6", "-3")["X-Sizes"] == "1:1"
+
+
+@pytest.mark.parametrize("accept, content_type, text", [
+    ("application/json", "application/json", '{"topics": ["a", "b/c"]}'),
+    ("text/csv", "text/csv", "a,b/c"),
+    ("*/*", "text/csv", "a,b/c"),
+    ("application/x-nonsense", "text/csv", "a,b/c"),
+])
+def test_list_topics_by_accept(client, accept, content_type, text):
+    client.put("/topics/a")
+    client.put("/topics/B/c")
+    for path in ("/topics", "/topics/"):
+        response = client.get(path, HTTP_ACCEPT=accept)
+        assert response.status_code == 200
+        assert response["Content-Type"].startswith(content_type)
+        assert response.content.decode() == text
+
+
+def test_list_topics_html_escapes_names(client):
+    client.put("/topics/%3Cb%3E")
+    response = client.get("/topics", HTTP_ACCEPT="text/html")
+    assert b"&lt;b&gt;" in response.content and b"<b>" not in response.content
+
+
+def test_list_topics_regex(client):
+    client.put("/topics/alpha")
+    client.put("/topics/beta")
+    assert client.get("/topics?regex=^al").content == b"alpha"
+    response = client.get("/topics?regex=(")
+    assert (response.status_code, response["X-Errors"]) == (400, "invalid regex")
+
+
+def test_delete_is_idempotent(client):
+    client.put("/topics/t")
+    assert client.delete("/topics/t").status_code == 204
+    assert client.delete("/topics/t").status_code == 204
+    assert consume(client, "t").status_code == 412
+
+
+def test_patch_truncates_and_reports_offsets(client):
+    client.put("/topics/t")
+    produce(client, "t", [b"x"] * 12)
+    response = client.patch("/topics/t", json.dumps({"truncate": 6}), content_type="application/json")
+    assert (response.status_code, response.json()) == (200, {"minOffset": 5, "maxOffset": 12})
+    assert client.patch("/topics/t", '{"truncate": 0}', content_type="application/json").status_code == 204
+    response = client.patch("/topics/t", '{"before": "2999-01-01T00:00:00Z"}', content_type="application/json")
+    assert response.json() == {"minOffset": 10, "maxOffset": 12}
+
+
+def test_options_echoes_the_preflight(client):
+    response = client.options("/topics/t", headers={
+        "Access-Control-Request-Headers": "X-Sizes", "Access-Control-Request-Method": "POST"})
+    assert response.status_code == 200
+    assert response["Access-Control-Allow-Headers"] == "X-Sizes"
+    assert response["Access-Control-Allow-Methods"] == "POST"
+
+
+def test_consumer_group_advances(client):
+    client.put("/topics/t")
+    produce(client, "t", [b"a", b"b", b"c"])
+    group = {"X-Consumer-Group": "workers"}
+    assert body(client.get("/topics/t", headers={"X-Id": "-1", "X-Limit": "2", **group})) == b"ab"
+    assert body(client.get("/topics/t", headers={"X-Limit": "2", **group})) == b"c"
+    assert client.get("/topics/t", headers={"X-Limit": "2", **group}).status_code == 204
+
+
+BAD_INPUT = [
+    # (method, topic, headers, body, status, error text prefix)
+    ("POST", "missing", {"X-Sizes": "1"}, b"x", 412, "topic does not exist"),
+    ("GET", "missing", {"X-Id": "0"}, b"", 412, "topic does not exist"),
+    ("PATCH", "missing", {}, b'{"truncate": 3}', 412, "topic does not exist"),
+    ("PUT", "t", {}, b"", 412, "topic already exists"),
+    ("POST", "t", {}, b"x", 400, "invalid header: X-Sizes"),
+    ("POST", "t", {"X-Sizes": ""}, b"x", 400, "invalid header: X-Sizes"),
+    ("POST", "t", {"X-Sizes": "a"}, b"x", 400, "invalid header: X-Sizes"),
+    ("POST", "t", {"X-Sizes": "1:-1"}, b"x", 400, "invalid header: X-Sizes"),
+    ("POST", "t", {"X-Sizes": "1::1"}, b"xx", 400, "invalid header: X-Sizes"),
+    ("POST", "t", {"X-Sizes": "18446744073709551615:1"}, b"xx", 400, "invalid header: X-Sizes"),
+    ("POST", "t", {"X-Sizes": "9223372036854775807:9223372036854775807:2"}, b"x", 400, "invalid header: X-Sizes"),
+    ("POST", "t", {"X-Sizes": "2:2"}, b"abc", 400, "invalid body"),
+    ("POST", "t", {"X-Sizes": "2"}, b"abc", 400, "invalid body"),
+    ("GET", "t", {}, b"", 400, "invalid message id"),
+    ("GET", "t", {"X-Id": "one"}, b"", 400, "invalid message id"),
+    ("GET", "t", {"X-Id": "0", "X-Limit": "ten"}, b"", 400, "invalid message limit"),
+    ("GET", "t", {"X-Id": "99"}, b"", 204, "no content"),
+    ("PUT", "a/../b", {}, b"", 400, "invalid topic"),
+    ("PUT", ".hidden", {}, b"", 400, "invalid topic"),
+    ("PUT", "a//b", {}, b"", 400, "invalid topic"),
+    ("PUT", "a%5Cb", {}, b"", 400, "invalid topic"),
+    ("PUT", "a%00b", {}, b"", 400, "invalid topic"),
+    ("PATCH", "t", {}, b"{", 400, "invalid body: invalid json entry"),
+    ("PATCH", "t", {}, b"[1]", 400, "invalid body: invalid json entry"),
+    ("PATCH", "t", {}, b'{"truncate": "x"}', 400, "invalid body: invalid json entry"),
+    ("PATCH", "t", {}, b'{"before": "yesterday"}', 400, "invalid body: invalid json entry"),
+]
+
+
+@pytest.mark.parametrize("method, topic, headers, data, status, error", BAD_INPUT)
+def test_bad_input_gets_haraqa_error_and_changes_nothing(client, api_volumes, method, topic, headers, data, status, error):
+    client.put("/topics/t")
+    produce(client, "t", [b"kept"])
+    before = snapshot(api_volumes)
+    response = read(client.generic(method, f"/topics/{topic}", data, content_type="application/octet-stream", headers=headers))
+    assert response.status_code == status
+    assert response["X-Errors"].startswith(error)
+    if status != 204:
+        assert body(response).decode().startswith(error)
+    assert snapshot(api_volumes) == before
+
+
+def test_batch_above_the_maximum_is_413(client, settings):
+    settings.HARAQA_MAX_BATCH_BYTES = 8
+    client.put("/topics/t")
+    response = produce(client, "t", [b"123456789"])
+    assert response.status_code == 413 and response["X-Errors"]

@@ -1,0 +1,252 @@
+"""The store on real files: ids, segments, volumes, names, truncation and groups."""
+
+from __future__ import annotations
+
+import filecmp
+import io
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from queues.storage import (
+    BatchTooLarge,
+    InvalidBody,
+    InvalidSizes,
+    InvalidTopic,
+    MessageIdTruncated,
+    NoContent,
+    Store,
+    TopicExists,
+    TopicNotFound,
+)
+
+from .conftest import produce, read_all
+
+
+def tree(volume: str) -> dict[str, bytes]:
+    out = {}
+    for root, _, files in os.walk(volume):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, volume)] = f.read()
+    return out
+
+
+def assert_volumes_identical(store: Store) -> None:
+    first = tree(store.volumes[0])
+    for volume in store.volumes[1:]:
+        assert tree(volume) == first
+
+
+def test_engine_imports_no_django():
+    code = "import sys, queues.storage; assert not any(m.startswith(('django', 'rest_framework')) for m in sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+
+
+def test_ids_are_contiguous_from_zero_across_segments(store):
+    store.create_topic("t")
+    assert produce(store, "t", [b"a", b"b", b"c"]) == 0
+    assert produce(store, "t", [b"d", b"e", b"f", b"g"]) == 3
+    assert produce(store, "t", [bytes([i]) * i for i in range(12)]) == 7
+    assert read_all(store, "t") == [b"a", b"b", b"c", b"d", b"e", b"f", b"g"] + [bytes([i]) * i for i in range(12)]
+    assert store.offsets("t").max_offset == 19
+
+
+def test_a_consume_never_crosses_a_segment_and_never_exceeds_the_limit(store):
+    store.create_topic("t")
+    produce(store, "t", [b"%d" % i for i in range(12)])
+    assert store.consume("t", 3, 100).sizes == [1, 1]  # ids 3, 4: segment [0, 5)
+    assert store.consume("t", 5, 2).messages() == [b"5", b"6"]
+    assert store.consume("t", 10, 0).messages() == [b"10", b"11"]
+
+
+def test_negative_id_returns_the_last_message(store):
+    store.create_topic("t")
+    produce(store, "t", [b"x", b"last"])
+    batch = store.consume("t", -1, 10)
+    assert (batch.first_id, batch.messages()) == (1, [b"last"])
+
+
+def test_empty_topic_and_reading_past_the_end_have_no_content(store):
+    store.create_topic("t")
+    with pytest.raises(NoContent):
+        store.consume("t", 0, 1)
+    with pytest.raises(NoContent):
+        store.consume("t", -1, 1)
+    produce(store, "t", [b"x"])
+    with pytest.raises(NoContent):
+        store.consume("t", 1, 1)
+
+
+def test_zero_byte_messages_keep_their_place(store):
+    store.create_topic("t")
+    messages = [b"", b"a", b"", b"", b"bc", b""]
+    produce(store, "t", messages)
+    produce(store, "t", [b""])
+    assert read_all(store, "t") == messages + [b""]
+
+
+def test_every_volume_holds_identical_files(store):
+    store.create_topic("t")
+    for i in range(7):
+        produce(store, "t", [os.urandom(i * 10 + 1) for _ in range(i + 1)])
+    assert_volumes_identical(store)
+
+
+def test_topic_names_are_lower_cased_and_nested(store):
+    store.create_topic("Orders/EU")
+    store.create_topic("orders")
+    produce(store, "ORDERS/eu", [b"x"])
+    assert store.list_topics() == ["orders", "orders/eu"]
+    assert store.list_topics("eu$") == ["orders/eu"]
+    store.delete_topic("orders")
+    assert store.list_topics() == ["orders/eu"]
+    assert read_all(store, "orders/eu") == [b"x"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "/abs", "a//b", "a/", ".", "..", "a/../b", "a/./b", ".hidden", "back\\slash", "nul\x00", "tab\tx",
+     "x" * 256, "a/00000000000000000000.dat"],
+)
+def test_unsafe_topic_names_are_refused(store, name):
+    with pytest.raises(InvalidTopic):
+        store.create_topic(name)
+    assert all(os.listdir(v) == [".locks"] for v in store.volumes)
+
+
+def test_create_twice_and_missing_topics(store):
+    store.create_topic("t")
+    with pytest.raises(TopicExists):
+        store.create_topic("T")
+    with pytest.raises(TopicNotFound):
+        produce(store, "nope", [b"x"])
+    with pytest.raises(TopicNotFound):
+        store.consume("nope", 0, 1)
+    store.delete_topic("nope")  # deleting a missing topic is fine
+
+
+@pytest.mark.parametrize(
+    "sizes, body, error",
+    [([3, 3], b"abcde", InvalidBody), ([3], b"abcd", InvalidBody), ([], b"", InvalidSizes), ([-1], b"", InvalidSizes),
+     ([1 << 33], b"", InvalidSizes)],
+)
+def test_bad_batches_change_nothing_on_disk(store, sizes, body, error):
+    store.create_topic("t")
+    produce(store, "t", [b"keep"])
+    before = [tree(v) for v in store.volumes]
+    with pytest.raises(error):
+        store.produce("t", sizes, io.BytesIO(body))
+    assert [tree(v) for v in store.volumes] == before
+
+
+def test_a_failed_batch_across_a_segment_boundary_leaves_no_new_segment(store):
+    store.create_topic("t")
+    produce(store, "t", [b"a"] * 4)
+    before = [tree(v) for v in store.volumes]
+    with pytest.raises(InvalidBody):
+        store.produce("t", [1] * 8, io.BytesIO(b"x" * 7))
+    assert [tree(v) for v in store.volumes] == before
+    assert produce(store, "t", [b"b"] * 3) == 4
+
+
+def test_batch_size_limit(volumes):
+    store = Store(volumes, max_batch_bytes=10)
+    store.prepare_volumes()
+    store.create_topic("t")
+    with pytest.raises(BatchTooLarge):
+        store.produce("t", [6, 5], io.BytesIO(b"x" * 11))
+
+
+def test_large_batch_streams_in_chunks(store):
+    store.create_topic("t")
+    payload = os.urandom(3 * (1 << 20) + 7)
+
+    class CountingReader(io.BytesIO):
+        biggest = 0
+
+        def read(self, size=-1):
+            data = super().read(size)
+            CountingReader.biggest = max(CountingReader.biggest, len(data))
+            return data
+
+    store.produce("t", [len(payload)], CountingReader(payload))
+    assert CountingReader.biggest <= 1 << 20
+    assert store.consume("t", 0, 1).read_all() == payload
+
+
+def test_torn_tail_from_a_crashed_writer_is_trimmed(store):
+    store.create_topic("t")
+    produce(store, "t", [b"abc", b"de"])
+    for volume in store.volumes:  # garbage a killed writer left beyond the commit
+        with open(os.path.join(volume, "t", f"{0:020d}.dat"), "ab") as f:
+            f.write(b"GARBAGE")
+        with open(os.path.join(volume, "t", f"{0:020d}.idx"), "ab") as f:
+            f.write(b"\x01" * 40)
+    assert store.consume("t", 0, 10).messages() == [b"abc", b"de"]
+    produce(store, "t", [b"f"])
+    assert read_all(store, "t") == [b"abc", b"de", b"f"]
+    assert_volumes_identical(store)
+    assert os.path.getsize(os.path.join(store.volumes[0], "t", f"{0:020d}.dat")) == 6
+
+
+def test_commit_written_to_only_some_volumes_rolls_forward(store):
+    store.create_topic("t")
+    produce(store, "t", [b"a"])
+    commit_path = os.path.join(store.volumes[-1], "t", ".commit")
+    with open(commit_path, "rb") as f:
+        old_commit = f.read()
+    produce(store, "t", [b"b", b"c"])
+    with open(commit_path, "wb") as f:  # as if killed before the last commit write
+        f.write(old_commit)
+    assert read_all(store, "t") == [b"a"]
+    produce(store, "t", [b"d"])
+    assert read_all(store, "t") == [b"a", b"b", b"c", b"d"]
+    assert_volumes_identical(store)
+
+
+def test_truncate_removes_whole_old_segments_only(store):
+    store.create_topic("t")
+    produce(store, "t", [b"%d" % i for i in range(12)])
+    offsets = store.truncate("t", before_id=7)
+    assert (offsets.min_offset, offsets.max_offset) == (5, 12)
+    with pytest.raises(MessageIdTruncated):
+        store.consume("t", 2, 1)
+    assert read_all(store, "t", 5) == [b"%d" % i for i in range(5, 12)]
+    assert store.truncate("t", before_id=100).min_offset == 10  # the active segment stays
+    assert_volumes_identical(store)
+
+
+def test_truncate_by_time(store):
+    store.create_topic("t")
+    produce(store, "t", [b"x"] * 6)
+    assert store.truncate("t", before=datetime.now(timezone.utc) - timedelta(hours=1)).min_offset == 0
+    assert store.truncate("t", before=datetime.now(timezone.utc) + timedelta(seconds=1)).min_offset == 5
+
+
+def test_consumer_group_advances_and_survives_a_new_store(store, volumes):
+    store.create_topic("t")
+    produce(store, "t", [b"a", b"b", b"c"])
+    assert store.consume_group("t", "g", -1, 2).messages() == [b"a", b"b"]
+    reopened = Store(volumes, entries_per_segment=5)
+    assert reopened.consume_group("t", "g", -1, 2).messages() == [b"c"]
+    with pytest.raises(NoContent):
+        reopened.consume_group("t", "g", -1, 2)
+    assert reopened.consume_group("t", "other", -1, 1).messages() == [b"a"]
+
+
+def test_delete_then_recreate_starts_from_zero(store):
+    store.create_topic("t")
+    produce(store, "t", [b"x"] * 7)
+    store.consume("t", 0, 1)  # warm the segment cache
+    store.delete_topic("t")
+    with pytest.raises(TopicNotFound):
+        store.consume("t", 0, 1)
+    store.create_topic("t")
+    assert produce(store, "t", [b"new"]) == 0
+    assert read_all(store, "t") == [b"new"]
+    assert not filecmp.dircmp(store.volumes[0], store.volumes[2]).diff_files
