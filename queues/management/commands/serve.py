@@ -97,13 +97,13 @@ class Command(BaseCommand):
             "bind": address,
             "workers": opts["workers"],
             # gthread keeps client connections alive (haraqa clients reuse them) and
-            # still sends consume bodies with sendfile.
+            # still sends consume bodies with sendfile. Leave "sendfile" unset: gunicorn
+            # treats any value of that setting, even True, as "disable".
             "worker_class": "gthread",
             "threads": opts["threads"],
             "keepalive": 75,
             "timeout": 120,
             "graceful_timeout": 30,
-            "sendfile": True,
             "limit_request_field_size": 0,  # X-Sizes of large batches is long
             "control_socket_disable": True,  # several servers may run side by side
         }

@@ -1,0 +1,197 @@
+"""End-to-end against ``manage.py serve`` (several gunicorn workers, 3 volumes) on loopback."""
+
+from __future__ import annotations
+
+import filecmp
+import http.client
+import multiprocessing
+import os
+import random
+import subprocess
+import threading
+import time
+
+import pytest
+
+from .client import HaraqaClient
+
+pytestmark = pytest.mark.e2e
+
+
+def segment_files(volume: str, topic: str) -> list[str]:
+    return sorted(n for n in os.listdir(os.path.join(volume, topic)) if n.endswith((".dat", ".idx")))
+
+
+def assert_identical_volumes(volumes: list[str], topic: str) -> None:
+    names = segment_files(volumes[0], topic)
+    for volume in volumes[1:]:
+        assert segment_files(volume, topic) == names
+        match, mismatch, errors = filecmp.cmpfiles(
+            os.path.join(volumes[0], topic), os.path.join(volume, topic), names + [".commit"], shallow=False
+        )
+        assert (mismatch, errors) == ([], [])
+
+
+def random_messages(rng: random.Random, count: int) -> list[bytes]:
+    return [rng.randbytes(rng.choice([0, 1, 7, 100, 1000, 3000])) for _ in range(count)]
+
+
+def test_twelve_thousand_messages_across_segments(server_factory, volumes, connect):
+    server = server_factory(volumes, "--workers", "2", "--entries", "5000")
+    rng = random.Random(2)
+    client = connect(server.url)
+    assert client.create("big") == 201
+    sent: list[bytes] = []
+    while len(sent) < 12_000:
+        batch = random_messages(rng, rng.randint(1, 700))[: 12_000 - len(sent)]
+        client.produce("big", batch)
+        sent.extend(batch)
+    assert client.consume_all("big") == sent
+    for msg_id, limit in [(0, 1), (4999, 1), (4999, 2), (5000, 5000), (4990, 100), (9999, 3), (11_999, 10),
+                          (123, 4877), (7000, 0), (10_000, -1)] + [(rng.randrange(12_000), rng.randint(1, 6000)) for _ in range(40)]:
+        got = client.consume("big", msg_id, limit)
+        assert got, (msg_id, limit)
+        assert len(got) <= limit or limit <= 0
+        segment_end = (msg_id // 5000 + 1) * 5000
+        assert len(got) == min(segment_end, 12_000) - msg_id if limit <= 0 else min(limit, min(segment_end, 12_000) - msg_id)
+        assert got == sent[msg_id : msg_id + len(got)]
+    assert client.consume("big", -1, 10) == [sent[-1]]
+    assert client.consume("big", 12_000, 10) == []
+    assert_identical_volumes(volumes, "big")
+    assert segment_files(volumes[0], "big") == [f"{i:020d}.{s}" for i in (0, 5000, 10000) for s in ("dat", "idx")]
+
+
+def _produce_singles(url: str, worker: int, count: int) -> None:
+    client = HaraqaClient(url)
+    for i in range(count):
+        client.produce("shared", [f"worker-{worker}-message-{i}-".encode() + os.urandom(16).hex().encode()])
+    client.close()
+
+
+def test_four_processes_of_concurrent_produces(server, connect):
+    connect(server.url).create("shared")
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_produce_singles, args=(server.url, w, 150)) for w in range(4)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(120)
+        assert p.exitcode == 0
+    messages = connect(server.url).consume_all("shared")
+    assert len(messages) == 600
+    for worker in range(4):
+        mine = [m for m in messages if m.startswith(f"worker-{worker}-".encode())]
+        assert [int(m.split(b"-")[3]) for m in mine] == list(range(150))  # each producer's order kept
+        assert all(len(m) == len(mine[0].split(b"-message-")[0]) + len(b"-message-") + len(m.split(b"-")[3]) + 1 + 32 for m in mine)
+    assert_identical_volumes(server.volumes, "shared")
+
+
+def _produce_batches(url: str, producer: int, batches: int, acked) -> None:
+    client = HaraqaClient(url)
+    for b in range(batches):
+        batch = [f"p{producer}-b{b}-m{m}-".encode() + bytes([producer]) * m for m in range(37)]
+        client.produce("race", batch)
+        acked.put((producer, b))
+    client.close()
+
+
+def test_two_producers_racing_across_segment_boundaries(server, connect):
+    """The Go original lost acknowledged messages here (segments of 50, batches of 37)."""
+    connect(server.url).create("race")
+    context = multiprocessing.get_context("spawn")
+    acked = context.Queue()
+    processes = [context.Process(target=_produce_batches, args=(server.url, p, 30, acked)) for p in range(2)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(120)
+        assert p.exitcode == 0
+    messages = connect(server.url).consume_all("race", limit=17)
+    assert len(messages) == 2 * 30 * 37
+    for start in range(0, len(messages), 37):  # batches stay whole and in order
+        batch = messages[start : start + 37]
+        producer, number = batch[0].split(b"-")[:2]
+        assert batch == [b"%s-%s-m%d-" % (producer, number, m) + bytes([int(producer[1:])]) * m for m in range(37)]
+    assert_identical_volumes(server.volumes, "race")
+
+
+def test_kill_9_during_produce_loses_no_acknowledged_message(server_factory, volumes, connect):
+    server = server_factory(volumes, "--workers", "2", "--entries", "40")
+    connect(server.url).create("crash")
+    acknowledged: list[list[bytes]] = []
+    stop = threading.Event()
+
+    def producer(n: int) -> None:
+        client = connect(server.url, timeout=10)
+        b = 0
+        while not stop.is_set():
+            batch = [f"t{n}-b{b}-m{m}-".encode() + os.urandom(m * 50) for m in range(1 + b % 13)]
+            try:
+                client.produce("crash", batch)
+            except (OSError, http.client.HTTPException, AssertionError):
+                return
+            acknowledged.append(batch)
+            b += 1
+
+    threads = [threading.Thread(target=producer, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    server.kill()
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert len(acknowledged) > 10
+
+    restarted = server_factory(volumes, "--workers", "2", "--entries", "40")
+    client = connect(restarted.url)
+    stored = client.consume_all("crash", limit=33)
+    positions = {m: i for i, m in enumerate(stored)}
+    for batch in acknowledged:
+        first = positions[batch[0]]
+        assert stored[first : first + len(batch)] == batch
+    client.produce("crash", [b"after restart"])
+    assert client.consume("crash", -1, 1) == [b"after restart"]
+    assert_identical_volumes(volumes, "crash")
+
+
+def test_chunked_request_bodies(server, connect):
+    client = connect(server.url)
+    client.create("chunked")
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request("POST", "/topics/chunked", body=iter([b"hel", b"lowor", b"ld"]), headers={"X-Sizes": "5:5"},
+                       encode_chunked=True)
+    response = connection.getresponse()
+    assert (response.status, response.read()) == (204, b"")
+    connection.request("POST", "/topics/chunked", body=iter([b"abc", b"def"]), headers={"X-Sizes": "2:2"},
+                       encode_chunked=True)
+    response = connection.getresponse()
+    assert (response.status, response.headers["X-Errors"]) == (400, "invalid body: longer than the sum of X-Sizes")
+    response.read()
+    connection.close()
+    assert client.consume_all("chunked") == [b"hello", b"world"]
+
+
+def test_consume_goes_out_through_sendfile(server, connect):
+    client = connect(server.url)
+    client.create("zero-copy")
+    client.produce("zero-copy", [b"x" * 100_000, b"y" * 5])
+    workers = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+    assert workers
+    trace = os.path.join(os.path.dirname(server.log_path), "strace.out")
+    threads = [tid for pid in workers for tid in os.listdir(f"/proc/{pid}/task")]
+    command = ["strace", "-f", "-e", "trace=sendfile", "-o", trace] + [a for tid in threads for a in ("-p", tid)]
+    tracer = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)  # strace attaches
+        for _ in range(4):  # several requests: reach every worker
+            fresh = connect(server.url)
+            assert fresh.consume("zero-copy", 0, 2) == [b"x" * 100_000, b"y" * 5]
+            fresh.close()
+        time.sleep(0.5)
+    finally:
+        tracer.terminate()
+        tracer.wait(10)
+    with open(trace) as f:
+        calls = [line for line in f if "sendfile(" in line]
+    assert any("100005" in line for line in calls), calls
