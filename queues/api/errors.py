@@ -20,6 +20,7 @@ STATUS_BY_ERROR: list[tuple[type[storage.StorageError], int]] = [
     (storage.MessageIdTruncated, 416),
     (storage.InvalidInput, 400),
     (storage.VolumesOutOfSync, 503),
+    (storage.Corruption, 500),
 ]
 
 

@@ -149,6 +149,10 @@ def _read_segment(topic_dir: TopicDir, first: int, start: int, count: int) -> Me
     sizes = memoryview(raw).cast("I")[LENGTH_WORD :: RECORD_SIZE // 4].tolist()
     head, tail = IndexRecord.unpack(raw), IndexRecord.unpack(raw[-RECORD_SIZE:])
     data_path = topic_dir.segment_path(first, "dat")
-    if tail.end - head.offset != sum(sizes) or os.stat(data_path).st_size < tail.end:
+    try:
+        data_size = os.stat(data_path).st_size
+    except FileNotFoundError:
+        raise Corruption(f"data file of {topic_dir.topic!r} segment {first} is missing") from None
+    if tail.end - head.offset != sum(sizes) or data_size < tail.end:
         raise Corruption(f"data of {topic_dir.topic!r} segment {first} does not match its index")
     return MessageRange(start, sizes, data_path, head.offset, head.timestamp_ns, tail.timestamp_ns)

@@ -10,6 +10,8 @@ from django.test import Client, RequestFactory
 
 from queues.api.views import TopicApi
 
+from ..wire_cases import BAD_INPUT, snapshot
+
 pytestmark = pytest.mark.django_db
 
 
@@ -42,16 +44,6 @@ def read(response):
 
 def body(response) -> bytes:
     return read(response).body_bytes
-
-
-def snapshot(volumes: list[str]) -> dict[str, bytes]:
-    out = {}
-    for volume in volumes:
-        for root, _, files in os.walk(volume):
-            for name in files:
-                with open(os.path.join(root, name), "rb") as f:
-                    out[os.path.join(root, name)] = f.read()
-    return out
 
 
 def test_measured_round_trip(client):
@@ -171,35 +163,6 @@ def test_consumer_group_advances(client):
     assert client.get("/topics/t", headers={"X-Limit": "2", **group}).status_code == 204
 
 
-BAD_INPUT = [
-    # (method, topic, headers, body, status, error text prefix)
-    ("POST", "missing", {"X-Sizes": "1"}, b"x", 412, "topic does not exist"),
-    ("GET", "missing", {"X-Id": "0"}, b"", 412, "topic does not exist"),
-    ("PATCH", "missing", {}, b'{"truncate": 3}', 412, "topic does not exist"),
-    ("PUT", "t", {}, b"", 412, "topic already exists"),
-    ("POST", "t", {}, b"x", 400, "invalid header: X-Sizes"),
-    ("POST", "t", {"X-Sizes": ""}, b"x", 400, "invalid header: X-Sizes"),
-    ("POST", "t", {"X-Sizes": "a"}, b"x", 400, "invalid header: X-Sizes"),
-    ("POST", "t", {"X-Sizes": "1:-1"}, b"x", 400, "invalid header: X-Sizes"),
-    ("POST", "t", {"X-Sizes": "1::1"}, b"xx", 400, "invalid header: X-Sizes"),
-    ("POST", "t", {"X-Sizes": "18446744073709551615:1"}, b"xx", 400, "invalid header: X-Sizes"),
-    ("POST", "t", {"X-Sizes": "9223372036854775807:9223372036854775807:2"}, b"x", 400, "invalid header: X-Sizes"),
-    ("POST", "t", {"X-Sizes": "2:2"}, b"abc", 400, "invalid body"),
-    ("POST", "t", {"X-Sizes": "2"}, b"abc", 400, "invalid body"),
-    ("GET", "t", {}, b"", 400, "invalid message id"),
-    ("GET", "t", {"X-Id": "one"}, b"", 400, "invalid message id"),
-    ("GET", "t", {"X-Id": "0", "X-Limit": "ten"}, b"", 400, "invalid message limit"),
-    ("GET", "t", {"X-Id": "99"}, b"", 204, "no content"),
-    ("PUT", "a/../b", {}, b"", 400, "invalid topic"),
-    ("PUT", ".hidden", {}, b"", 400, "invalid topic"),
-    ("PUT", "a//b", {}, b"", 400, "invalid topic"),
-    ("PUT", "a%5Cb", {}, b"", 400, "invalid topic"),
-    ("PUT", "a%00b", {}, b"", 400, "invalid topic"),
-    ("PATCH", "t", {}, b"{", 400, "invalid body: invalid json entry"),
-    ("PATCH", "t", {}, b"[1]", 400, "invalid body: invalid json entry"),
-    ("PATCH", "t", {}, b'{"truncate": "x"}', 400, "invalid body: invalid json entry"),
-    ("PATCH", "t", {}, b'{"before": "yesterday"}', 400, "invalid body: invalid json entry"),
-]
 
 
 @pytest.mark.parametrize("method, topic, headers, data, status, error", BAD_INPUT)

@@ -1,0 +1,67 @@
+"""Live-server checks of the wire contract's error table, shared volumes and memory use."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from ..wire_cases import BAD_INPUT, snapshot
+
+pytestmark = pytest.mark.e2e
+
+
+def test_bad_input_table_on_a_live_server(server, connect):
+    client = connect(server.url)
+    client.create("t")
+    client.produce("t", [b"kept"])
+    for method, topic, headers, data, status, error in BAD_INPUT:
+        before = snapshot(server.volumes)
+        got_status, got_headers, body = client.request(method, f"/topics/{topic}", data or None, headers)
+        assert (got_status, got_headers.get("X-Errors", "")[: len(error)]) == (status, error), (method, topic, headers)
+        assert snapshot(server.volumes) == before, (method, topic, headers)
+    assert client.consume_all("t") == [b"kept"]
+
+
+def test_a_500_never_reveals_server_paths(server, connect):
+    client = connect(server.url)
+    client.create("t")
+    client.produce("t", [b"x"])
+    for volume in server.volumes:  # the data file disappears under the server
+        subprocess.run(["rm", "-f", f"{volume}/t/{0:020d}.dat"], check=True)
+    status, headers, body = client.request("GET", "/topics/t", headers={"X-Id": "0"})
+    assert status >= 500
+    assert "/" not in headers["X-Errors"] and b"/" not in body
+
+
+def test_two_servers_sharing_volumes_see_each_others_writes(server_factory, volumes, connect):
+    first = connect(server_factory(volumes, "--workers", "2", "--entries", "7").url)
+    second = connect(server_factory(volumes, "--workers", "2", "--entries", "7").url)
+    first.create("shared")
+    expected = []
+    for i in range(40):
+        writer = first if i % 2 else second
+        batch = [f"{i}-{m}".encode() for m in range(i % 5 + 1)]
+        writer.produce("shared", batch)
+        expected.extend(batch)
+        assert second.consume("shared", -1, 1) == [batch[-1]]
+        assert first.consume("shared", -1, 1) == [batch[-1]]
+    assert first.consume_all("shared") == expected == second.consume_all("shared")
+
+
+def peak_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
+def test_a_100_mb_batch_streams_with_flat_memory(server_factory, volumes, connect):
+    server = server_factory(volumes, "--workers", "1", "--threads", "1")
+    client = connect(server.url)
+    client.create("big")
+    client.produce("big", [b"warm-up"])
+    worker = int(subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()[0])
+    before = peak_rss_kib(worker)
+    messages = [bytes([i]) * (1 << 20) for i in range(100)]
+    client.produce("big", messages)
+    assert peak_rss_kib(worker) - before < 30 * 1024  # a 100 MB body never sits in memory
+    assert client.consume("big", 1, 3) == messages[:3]
