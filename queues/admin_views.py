@@ -1,0 +1,518 @@
+"""The admin's custom pages: topics, one topic and its messages, volumes and recovery runs.
+
+Thin views: parse the request, call the engine (through ``conf``) or ``storage.stats``,
+shape a template context. Engine errors meet HTTP in ``AdminPageView.dispatch`` only.
+Message bytes reach templates as plain strings, so autoescaping always applies.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Page, Paginator
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.urls import reverse
+from django.utils.functional import cached_property
+from django.views.generic import TemplateView
+
+from . import admin_jobs
+from .conf import get_store
+from .models import Topic, Volume
+from .storage import InvalidTopic, Offsets, MessageIdTruncated, NoContent, StorageError, TopicNotFound, normalize_topic
+from .storage.stats import TopicStats, VolumeBadge, browse, segment_table, topic_health, topic_stats, volume_stats
+
+if TYPE_CHECKING:
+    from .admin import StorageModelAdmin
+
+TOPICS_PER_PAGE = 50
+MESSAGES_PER_PAGE = 20
+LIST_PREVIEW_BYTES = 256
+MESSAGE_PREVIEW_BYTES = 64 * 1024
+AUTO_VERIFY_BYTES = 8 * 1024 * 1024  # topic pages verify every checksum below this size
+CHART_TOPICS = 10
+SORT_KEYS = {
+    "messages": lambda s: s.messages,
+    "bytes": lambda s: s.bytes,
+    "segments": lambda s: s.segments,
+    "last_write": lambda s: s.last_write or 0,
+}
+
+
+class AdminPageView(TemplateView):
+    """Base of every page: permission check, error mapping and the admin's context."""
+
+    model_admin: StorageModelAdmin | None = None
+    permission = "queues.view_topics"
+    title = ""
+
+    def dispatch(self, request, *args, **kwargs):
+        if not request.user.has_perm(self.permission):
+            raise PermissionDenied
+        try:
+            self.load()
+            return super().dispatch(request, *args, **kwargs)
+        except (TopicNotFound, InvalidTopic):
+            raise Http404("No such topic") from None
+        except StorageError as exc:
+            if request.method != "POST":
+                raise
+            messages.error(request, f"The storage engine refused: {exc}")
+            return HttpResponseRedirect(request.path)
+
+    def get_context_data(self, **kwargs) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        return {
+            **self.model_admin.admin_site.each_context(self.request),
+            "opts": self.model_admin.opts,
+            "title": self.get_title(),
+            "has_change_permission": self.model_admin.has_change_permission(self.request),
+            **context,
+        }
+
+    def load(self) -> None:
+        """Hook: find the page's object before the handler runs, inside the error mapping."""
+
+    def get_title(self) -> str:
+        return self.title
+
+    def admin_url(self, name: str, *args: Any) -> str:
+        info = (self.model_admin.opts.app_label, self.model_admin.opts.model_name, name)
+        return reverse("admin:%s_%s_%s" % info, args=args, current_app=self.model_admin.admin_site.name)
+
+    def log(self, objects: list[Topic] | list[Volume], message: str, flag: int = CHANGE) -> None:
+        LogEntry.objects.log_actions(self.request.user.pk, objects, flag, message)
+
+
+class TopicPageView(AdminPageView):
+    """A page about the topic named (quoted) in the URL."""
+
+    @cached_property
+    def topic(self) -> str:
+        return normalize_topic(unquote(self.kwargs["topic"]))
+
+    @cached_property
+    def offsets(self) -> Offsets:
+        """Raises TopicNotFound, so every topic page of a missing topic is a 404."""
+        return get_store().offsets(self.topic)
+
+    def load(self) -> None:
+        self.offsets  # noqa: B018 - resolving it turns a missing topic into a 404
+
+    def topic_url(self, name: str = "change", *args: Any) -> str:
+        return self.admin_url(name, quote(self.topic), *args)
+
+    def get_title(self) -> str:
+        return f"{self.title} {self.topic}".strip()
+
+    def get_context_data(self, **kwargs) -> dict[str, Any]:
+        return super().get_context_data(
+            topic_name=self.topic, offsets=self.offsets, topic_url=self.topic_url(), **kwargs
+        )
+
+
+# topics
+
+
+@dataclass
+class TopicRow:
+    name: str
+    stats: TopicStats | None  # None: the commit record is unreadable
+    badges: list[VolumeBadge]
+
+    @property
+    def last_write(self) -> datetime | None:
+        if self.stats is None or self.stats.last_write is None:
+            return None
+        return datetime.fromtimestamp(self.stats.last_write, tz=timezone.utc)
+
+
+def topic_filter(query: str, mode: str) -> str | None:
+    """The regex for the filter box: a literal prefix, or the user's regex as is."""
+    if not query:
+        return None
+    return query if mode == "regex" else "^" + re.escape(query.lower())
+
+
+def safe_stats(volume: str, name: str) -> TopicStats | None:
+    try:
+        return topic_stats(volume, name)
+    except StorageError:
+        return None
+
+
+def all_stats(names: list[str]) -> list[TopicStats]:
+    """Stats of every listed topic, from the served (last) volume."""
+    volume = get_store().volumes[-1]
+    return [s for s in (safe_stats(volume, name) for name in names) if s is not None]
+
+
+class TopicListView(AdminPageView):
+    template_name = "admin/queues/topic_list.html"
+    title = "Topics"
+
+    def get_context_data(self, **kwargs) -> dict[str, Any]:
+        query, mode = self.request.GET.get("q", ""), self.request.GET.get("mode", "prefix")
+        order = self.request.GET.get("o", "name")
+        field, descending = order.lstrip("-"), order.startswith("-")
+        store = get_store()
+        try:
+            names = store.list_topics(topic_filter(query, mode))
+            error = ""
+        except re.error as exc:
+            names, error = [], f"Invalid regular expression: {exc}"
+        if field in SORT_KEYS:
+            # Sorting by a figure needs every topic's stats: one listing and commit read each.
+            items: list = sorted(all_stats(names), key=SORT_KEYS[field], reverse=descending)
+        else:
+            field, items = "name", names[::-1] if descending else names
+        page = Paginator(items, TOPICS_PER_PAGE).get_page(self.request.GET.get("p"))
+        rows = []
+        for item in page:
+            stats = item if isinstance(item, TopicStats) else safe_stats(store.volumes[-1], item)
+            name = item.name if isinstance(item, TopicStats) else item
+            rows.append(TopicRow(name, stats, topic_health(store.volumes, name)))
+        return super().get_context_data(
+            rows=rows,
+            page=page,
+            page_links=page_links(page),
+            total=len(names),
+            query=query,
+            mode=mode,
+            error=error,
+            columns=sort_columns(field, descending),
+            volumes=store.volumes,
+            chart_url=self.admin_url("chart"),
+            **kwargs,
+        )
+
+
+def sort_columns(field: str, descending: bool) -> list[dict[str, str]]:
+    """Header cells: label, the ``o`` value a click asks for, and the current arrow."""
+    columns = []
+    for key, label in (("name", "Topic"), ("messages", "Messages"), ("bytes", "Bytes"),
+                       ("segments", "Segments"), ("last_write", "Last write")):
+        current = key == field
+        first_click = key if key == "name" else f"-{key}"  # figures sort largest first
+        columns.append({
+            "label": label,
+            "order": (key if descending else f"-{key}") if current else first_click,
+            "arrow": ("▼" if descending else "▲") if current else "",
+        })
+    return columns
+
+
+def page_links(page: Page) -> list[int | None]:
+    """Page numbers around the current one; None marks a gap."""
+    numbers = page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)
+    return [n if isinstance(n, int) else None for n in numbers]
+
+
+class TopicChartView(AdminPageView):
+    """JSON for the chart: the largest filtered topics by bytes and by messages."""
+
+    def get(self, request, *args, **kwargs):
+        try:
+            names = get_store().list_topics(topic_filter(request.GET.get("q", ""), request.GET.get("mode", "prefix")))
+        except re.error:
+            names = []
+        stats = all_stats(names)
+
+        def top(key: str) -> list[dict[str, Any]]:
+            largest = sorted(stats, key=SORT_KEYS[key], reverse=True)[:CHART_TOPICS]
+            return [{"name": s.name, "value": SORT_KEYS[key](s)} for s in largest if SORT_KEYS[key](s)]
+
+        return JsonResponse({"bytes": top("bytes"), "messages": top("messages")})
+
+
+# one topic
+
+
+class ProduceForm(forms.Form):
+    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), strip=False, required=False)
+
+
+class TruncateForm(forms.Form):
+    before_id = forms.IntegerField(min_value=1, required=False, label="Before id")
+    before = forms.DateTimeField(required=False, label="Before time (UTC)",
+                                 widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 1}))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("before_id") is None and data.get("before") is None:
+            raise forms.ValidationError("Give an id, a time, or both.")
+        if data.get("before") is not None:
+            data["before"] = data["before"].astimezone(timezone.utc)
+        return data
+
+
+@dataclass(frozen=True)
+class Preview:
+    kind: str  # "text", "json" or "hex"
+    text: str
+
+
+def preview(data: bytes, complete: bool) -> Preview:
+    """Text, pretty JSON or a hex dump of ``data``; the template escapes whatever it is."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A preview may cut a character in two: that alone does not make it binary.
+        text = data[: exc.start].decode("utf-8") if not complete and exc.start >= len(data) - 3 else None
+    if text is not None and not any(ord(c) < 32 and c not in "\t\n\r" for c in text):
+        if complete and text.lstrip()[:1] in ("{", "["):
+            try:
+                return Preview("json", json.dumps(json.loads(text), indent=2, ensure_ascii=False))
+            except ValueError:
+                pass
+        return Preview("text", text)
+    return Preview("hex", hexdump(data))
+
+
+def hexdump(data: bytes) -> str:
+    lines = []
+    for at in range(0, len(data), 16):
+        chunk = data[at : at + 16]
+        ascii_ = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{at:08x}  {chunk.hex(' '):<47}  |{ascii_}|")
+    return "\n".join(lines)
+
+
+def timestamp(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+
+
+class TopicDetailView(TopicPageView):
+    template_name = "admin/queues/topic_detail.html"
+    title = "Topic"
+
+    def get_context_data(self, **kwargs) -> dict[str, Any]:
+        store, topic, offsets = get_store(), self.topic, self.offsets
+        stats = topic_stats(store.volumes[-1], topic)
+        verify = self.request.GET.get("verify") == "1" or (stats is not None and stats.bytes <= AUTO_VERIFY_BYTES)
+        start = _int(self.request.GET.get("from"), offsets.min_offset)
+        browser_error = ""
+        try:
+            found = browse(store, topic, max(start, offsets.min_offset), MESSAGES_PER_PAGE, LIST_PREVIEW_BYTES)
+        except MessageIdTruncated as exc:
+            start, found = exc.first_id, browse(store, topic, exc.first_id, MESSAGES_PER_PAGE, LIST_PREVIEW_BYTES)
+        except StorageError as exc:
+            found, browser_error = [], str(exc)
+        start = max(start, offsets.min_offset)
+        newest = max(offsets.min_offset, offsets.max_offset - MESSAGES_PER_PAGE)
+        return super().get_context_data(
+            stats=stats,
+            served_from=store.volumes[-1],
+            volumes=segment_table(store.volumes, topic, verify),
+            verified=verify,
+            rows=[
+                {"info": m, "time": timestamp(m.timestamp_ns), "preview": preview(m.head, m.complete)} for m in found
+            ],
+            browser_error=browser_error,
+            paging={
+                "first": offsets.min_offset if start > offsets.min_offset else None,
+                "previous": max(offsets.min_offset, start - MESSAGES_PER_PAGE) if start > offsets.min_offset else None,
+                "next": start + len(found) if start + len(found) < offsets.max_offset else None,
+                "newest": newest if start < newest else None,
+            },
+            produce_form=ProduceForm(),
+            truncate_form=TruncateForm(),
+            **kwargs,
+        )
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+class MessageView(TopicPageView):
+    template_name = "admin/queues/message.html"
+    title = "Message in"
+
+    def get_context_data(self, **kwargs) -> dict[str, Any]:
+        message_id = self.kwargs["message_id"]
+        try:
+            found = browse(get_store(), self.topic, message_id, 1, MESSAGE_PREVIEW_BYTES)
+        except MessageIdTruncated:
+            found = []
+        if not found:
+            raise Http404("No such message")
+        message = found[0]
+        return super().get_context_data(
+            message=message,
+            time=timestamp(message.timestamp_ns),
+            preview=preview(message.head, message.complete),
+            raw_url=self.topic_url("message_raw", message_id),
+            **kwargs,
+        )
+
+
+class MessageRawView(TopicPageView):
+    """The message's bytes as a download, straight from the data file."""
+
+    def get(self, request, *args, **kwargs):
+        message_id = self.kwargs["message_id"]
+        try:
+            found = get_store().consume(self.topic, message_id, 1)
+        except (NoContent, MessageIdTruncated):
+            raise Http404("No such message") from None
+        filename = f"{self.topic.replace('/', '_')}-{message_id}.bin"
+        response = FileResponse(
+            found.open(), as_attachment=True, filename=filename, content_type="application/octet-stream"
+        )
+        response["Content-Length"] = str(found.byte_count)
+        return response
+
+
+class ProduceView(TopicPageView):
+    permission = "queues.change_topics"
+    http_method_names = ["post"]
+
+    def post(self, request, *args, **kwargs):
+        form = ProduceForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "The message could not be read from the form.")
+            return HttpResponseRedirect(self.topic_url())
+        body = form.cleaned_data["body"].encode("utf-8")
+        message_id = get_store().produce(self.topic, [len(body)], io.BytesIO(body))
+        self.log([Topic(name=self.topic)], f"Produced message {message_id} ({len(body)} bytes)")
+        messages.success(request, f"Produced message {message_id} ({len(body)} bytes).")
+        return HttpResponseRedirect(f"{self.topic_url()}?from={message_id}")
+
+
+class TruncateView(TopicPageView):
+    """GET: the confirmation page for the asked truncation; POST: do it."""
+
+    permission = "queues.change_topics"
+    template_name = "admin/queues/confirm_truncate.html"
+    title = "Truncate"
+
+    def get(self, request, *args, **kwargs):
+        form = TruncateForm(request.GET)
+        if not form.is_valid():
+            messages.error(request, " ".join(form.errors.get("__all__", [])) or "Invalid truncation request.")
+            return HttpResponseRedirect(self.topic_url())
+        return self.render_to_response(self.get_context_data(form=form, request_data=form.cleaned_data))
+
+    def post(self, request, *args, **kwargs):
+        form = TruncateForm(request.POST)
+        if not form.is_valid():
+            return HttpResponse(status=400)
+        store, topic, before = get_store(), self.topic, self.offsets
+        after = store.truncate(topic, before_id=form.cleaned_data["before_id"], before=form.cleaned_data["before"])
+        asked = ", ".join(f"{k}={v}" for k, v in form.cleaned_data.items() if v is not None)
+        result = f"first stored id {before.min_offset} -> {after.min_offset}"
+        self.log([Topic(name=topic)], f"Truncated ({asked}): {result}")
+        messages.success(request, f"Truncated {topic}: {result}.")
+        return HttpResponseRedirect(self.topic_url())
+
+
+class DeleteView(TopicPageView):
+    """GET: the confirmation page; POST: delete the topic from every volume."""
+
+    permission = "queues.change_topics"
+    template_name = "admin/queues/confirm_delete.html"
+    title = "Delete"
+
+    def post(self, request, *args, **kwargs):
+        topic = self.topic
+        self.model_admin.log_deletions(request, [Topic(name=topic)])
+        get_store().delete_topic(topic)
+        messages.success(request, f"Deleted topic {topic}.")
+        return HttpResponseRedirect(self.admin_url("changelist"))
+
+
+# volumes and recovery
+
+
+class VolumeListView(AdminPageView):
+    permission = "queues.view_volumes"
+    template_name = "admin/queues/volume_list.html"
+    title = "Volumes"
+
+    def get_context_data(self, **kwargs) -> dict[str, Any]:
+        run = admin_jobs.read_state()
+        return super().get_context_data(
+            volumes=volume_stats(get_store().volumes),
+            run=run,
+            run_started=_epoch(run and run["started_at"]),
+            run_finished=_epoch(run and run["finished_at"]),
+            report=report_sections(run["report"]) if run and run["report"] else None,
+            can_recover=self.request.user.has_perm("queues.can_recover"),
+            status_url=self.admin_url("run_status"),
+            **kwargs,
+        )
+
+
+def _epoch(seconds: float | None) -> datetime | None:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc) if seconds else None
+
+
+def report_sections(report: Any) -> dict[str, list]:
+    """A run's JSON report as a summary (scalars) and tables (lists of records), in its own order."""
+    summary: list[tuple[str, Any]] = []
+    tables: list[dict[str, Any]] = []
+    for key, value in (report.items() if isinstance(report, dict) else [("report", report)]):
+        title = str(key).replace("_", " ")
+        if isinstance(value, list):
+            rows = [item if isinstance(item, dict) else {"value": item} for item in value]
+            columns = list(dict.fromkeys(column for row in rows for column in row))
+            tables.append({"title": title, "columns": [c.replace("_", " ") for c in columns],
+                           "rows": [[_cell(row.get(c, "")) for c in columns] for row in rows]})
+        elif isinstance(value, dict):
+            summary.extend((f"{title}: {k}".replace("_", " "), _cell(v)) for k, v in value.items())
+        else:
+            summary.append((title, _cell(value)))
+    return {"summary": summary, "tables": tables}
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return "" if value is None else str(value)
+
+
+class RunStatusView(AdminPageView):
+    permission = "queues.view_volumes"
+
+    def get(self, request, *args, **kwargs):
+        return JsonResponse({"run": admin_jobs.read_state()})
+
+
+class StartRunView(AdminPageView):
+    """POST only: start a check (dry run) or a recovery in the background."""
+
+    permission = "queues.can_recover"
+    http_method_names = ["post"]
+    fix = False
+
+    def post(self, request, *args, **kwargs):
+        verb = "Recovery" if self.fix else "Check (dry run)"
+        try:
+            run = admin_jobs.start_run(self.fix, request.user.get_username())
+        except admin_jobs.RunInProgress as exc:
+            messages.warning(request, str(exc))
+        else:
+            self.log([Volume(path=v) for v in get_store().volumes], f"{verb} started (run {run['id']})")
+            messages.success(request, f"{verb} started.")
+        return HttpResponseRedirect(self.admin_url("changelist"))
+
+
+class CheckView(StartRunView):
+    fix = False
+
+
+class RecoverView(StartRunView):
+    fix = True

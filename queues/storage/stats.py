@@ -1,0 +1,315 @@
+"""Read-only statistics over a store's files, for the admin dashboard.
+
+Cheap by design: a topic's summary costs one directory listing, one commit read and a
+``stat`` per segment; per-volume health compares commit records and segment lists only.
+Checksums are read only when asked (``segment_table(verify=True)``). Nothing here takes
+a lock or writes, so it never slows producers down; a produce racing a read may show a
+volume briefly out of sync.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .errors import Corruption, NoContent
+from .layout import TopicDir, pread_file, walk_topics
+from .records import RECORD_SIZE, Commit, IndexRecord, is_sealed
+from .store import Store
+
+Health = Literal["ok", "missing", "out of sync", "corrupt"]
+VERIFY_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class TopicStats:
+    """What one volume holds of a topic."""
+
+    name: str
+    first_id: int  # first id still stored
+    next_id: int  # id the next message will get
+    bytes: int
+    segments: int
+    last_write: float | None  # mtime of the commit record, seconds since the epoch
+
+    @property
+    def messages(self) -> int:
+        return self.next_id - self.first_id
+
+    @property
+    def last_id(self) -> int | None:
+        return self.next_id - 1 if self.messages else None
+
+
+@dataclass(frozen=True)
+class VolumeBadge:
+    volume: str
+    health: Health
+
+
+def committed_segments(topic_dir: TopicDir, commit: Commit) -> list[int]:
+    """First ids of the segments the commit counts (a crashed writer may leave a newer one)."""
+    return [s for s in topic_dir.segments() if s <= commit.active_segment]
+
+
+def topic_stats(volume: str, topic: str) -> TopicStats | None:
+    """Summary of ``topic`` on ``volume``; None if it is not there. Raises Corruption."""
+    topic_dir = TopicDir(volume, topic)
+    commit = topic_dir.read_commit()
+    if commit is None:
+        return None
+    segments = committed_segments(topic_dir, commit)
+    size = commit.data_end
+    for first in segments:
+        if first != commit.active_segment:
+            size += _file_size(topic_dir.segment_path(first, "dat")) or 0
+    return TopicStats(
+        name=topic,
+        first_id=segments[0] if segments else commit.active_segment,
+        next_id=commit.next_id,
+        bytes=size,
+        segments=max(len(segments), 1),
+        last_write=_mtime(topic_dir.commit_path),
+    )
+
+
+def topic_health(volumes: list[str], topic: str) -> list[VolumeBadge]:
+    """One badge per volume: do its commit and segment list match the last volume's?"""
+    states = []
+    for volume in volumes:
+        topic_dir = TopicDir(volume, topic)
+        commit = _commit_state(topic_dir)
+        states.append(commit if isinstance(commit, str) else (commit, committed_segments(topic_dir, commit)))
+    return [VolumeBadge(volume, _compare(state, states[-1])) for volume, state in zip(volumes, states)]
+
+
+def _commit_state(topic_dir: TopicDir) -> Commit | Health:
+    try:
+        commit = topic_dir.read_commit()
+    except Corruption:
+        return "corrupt"
+    return "missing" if commit is None else commit
+
+
+def _compare(state: object, reference: object) -> Health:
+    if state in ("missing", "corrupt"):
+        return state  # type: ignore[return-value]
+    return "ok" if state == reference else "out of sync"
+
+
+# the topic page: segments per volume
+
+
+@dataclass
+class SegmentRow:
+    first_id: int
+    messages: int  # messages the commit counts in this segment
+    data_bytes: int | None  # None: file missing
+    index_bytes: int | None
+    status: str  # "ok", "not verified", or what is wrong
+    bad_ids: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "not verified")
+
+
+@dataclass
+class VolumeSegments:
+    volume: str
+    health: Health
+    segments: list[SegmentRow]
+
+
+def segment_table(volumes: list[str], topic: str, verify: bool) -> list[VolumeSegments]:
+    """Every volume's segments of ``topic`` with sizes and, with ``verify``, checksum status.
+
+    Index records are always checked (32 bytes a message); ``verify`` also reads every
+    message and compares its crc. The segments listed are those of the last volume
+    holding a readable commit (haraqa's rule for which copy is authoritative).
+    """
+    badges = topic_health(volumes, topic)
+    segments: list[int] = []
+    ends: list[int] = []
+    for badge in reversed(badges):
+        if badge.health not in ("missing", "corrupt"):
+            source = TopicDir(badge.volume, topic)
+            commit = source.read_commit()
+            if commit is not None:
+                segments = committed_segments(source, commit)
+                ends = segments[1:] + [commit.next_id]
+                break
+    return [
+        VolumeSegments(
+            badge.volume,
+            badge.health,
+            [_segment_row(TopicDir(badge.volume, topic), first, end, verify) for first, end in zip(segments, ends)],
+        )
+        for badge in badges
+    ]
+
+
+def _segment_row(topic_dir: TopicDir, first: int, end: int, verify: bool) -> SegmentRow:
+    count = end - first
+    data_path, index_path = topic_dir.segment_path(first, "dat"), topic_dir.segment_path(first, "idx")
+    row = SegmentRow(first, count, _file_size(data_path), _file_size(index_path), "ok")
+    if row.data_bytes is None or row.index_bytes is None:
+        row.status = "missing"
+        return row
+    raw = pread_file(index_path, 0, count * RECORD_SIZE)
+    if len(raw) < count * RECORD_SIZE:
+        row.status = "index short"
+        return row
+    records = []
+    for position in range(count):
+        record = raw[position * RECORD_SIZE : (position + 1) * RECORD_SIZE]
+        if not is_sealed(record):
+            row.bad_ids.append(first + position)
+        records.append(IndexRecord.unpack(record))
+    if row.bad_ids:
+        row.status = "index corrupt"
+        return row
+    if records and records[-1].end > row.data_bytes:
+        row.status = "data short"
+        return row
+    if not verify:
+        row.status = "not verified"
+        return row
+    row.bad_ids = [first + i for i, ok in enumerate(_data_checksums_match(data_path, records)) if not ok]
+    row.status = "data corrupt" if row.bad_ids else "ok"
+    return row
+
+
+def _data_checksums_match(path: str, records: list[IndexRecord]) -> list[bool]:
+    """Stream ``path`` message by message (bounded memory) and compare each crc."""
+    out = []
+    with open(path, "rb", buffering=0) as f:
+        fd = f.fileno()
+        for record in records:
+            crc, at = 0, record.offset
+            while at < record.end:
+                chunk = os.pread(fd, min(VERIFY_CHUNK, record.end - at), at)
+                if not chunk:
+                    break
+                crc = zlib.crc32(chunk, crc)
+                at += len(chunk)
+            out.append(at == record.end and crc == record.data_crc)
+    return out
+
+
+# the message browser
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    id: int
+    size: int
+    timestamp_ns: int
+    head: bytes  # the first ``preview_bytes`` bytes
+    checksum_ok: bool | None  # None: not checked (longer than the preview)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.head) == self.size
+
+
+def browse(store: Store, topic: str, start: int, count: int, preview_bytes: int) -> list[MessageInfo]:
+    """Up to ``count`` messages from id ``start`` with their index data and first bytes.
+
+    Reads through ``Store.consume`` (the served copy), crossing segment boundaries.
+    Raises TopicNotFound, MessageIdTruncated, Corruption; an id past the end gives [].
+    """
+    out: list[MessageInfo] = []
+    while len(out) < count:
+        try:
+            found = store.consume(topic, start + len(out), count - len(out))
+        except NoContent:
+            break
+        # The data file is named after the segment's first id; the index file sits beside it.
+        stem = os.path.splitext(found.data_path)[0]
+        index_path, segment_first = stem + ".idx", int(os.path.basename(stem))
+        raw = pread_file(index_path, (found.first_id - segment_first) * RECORD_SIZE, len(found.sizes) * RECORD_SIZE)
+        with found.open() as data:
+            for position in range(len(found.sizes)):
+                record = IndexRecord.unpack(raw[position * RECORD_SIZE : (position + 1) * RECORD_SIZE])
+                head = os.pread(data.fileno(), min(record.length, preview_bytes), record.offset)
+                checked = zlib.crc32(head) == record.data_crc if len(head) == record.length else None
+                out.append(MessageInfo(found.first_id + position, record.length, record.timestamp_ns, head, checked))
+    return out
+
+
+# the volumes page
+
+
+@dataclass(frozen=True)
+class VolumeStats:
+    path: str
+    exists: bool
+    writable: bool
+    free_bytes: int | None
+    total_bytes: int | None
+    topics: int
+    missing_topics: int  # topics other volumes hold and this one does not
+    out_of_sync_topics: int  # topics whose commit differs from the last volume's
+
+    @property
+    def health(self) -> str:
+        if not self.exists:
+            return "missing"
+        if not self.writable:
+            return "read-only"
+        if self.missing_topics or self.out_of_sync_topics:
+            return "degraded"
+        return "ok"
+
+
+def volume_stats(volumes: list[str]) -> list[VolumeStats]:
+    """Path, space, topic count and health of every volume (one walk and commit read per topic)."""
+    names = [set(walk_topics(volume)) for volume in volumes]
+    everything = set().union(*names)
+    reference = {topic: _commit_state(TopicDir(volumes[-1], topic)) for topic in names[-1]}
+    out = []
+    for volume, held in zip(volumes, names):
+        usage = _disk_usage(volume)
+        out_of_sync = sum(
+            1
+            for topic in held & reference.keys()
+            if _compare(_commit_state(TopicDir(volume, topic)), reference[topic]) != "ok"
+        )
+        out.append(
+            VolumeStats(
+                path=volume,
+                exists=os.path.isdir(volume),
+                writable=os.access(volume, os.W_OK | os.X_OK),
+                free_bytes=usage.free if usage else None,
+                total_bytes=usage.total if usage else None,
+                topics=len(held),
+                missing_topics=len(everything - held),
+                out_of_sync_topics=out_of_sync,
+            )
+        )
+    return out
+
+
+def _disk_usage(path: str) -> shutil._ntuple_diskusage | None:
+    try:
+        return shutil.disk_usage(path)
+    except OSError:
+        return None
+
+
+def _file_size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return None
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return None
