@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import threading
@@ -37,12 +38,19 @@ def lock_file_name(topic: str) -> str:
 def topic_lock(volume_roots: list[str], topic: str) -> Iterator[None]:
     """Hold the topic's lock in this process and on every volume."""
     name = lock_file_name(topic)
-    roots = sorted({os.path.realpath(root) for root in volume_roots})
     with _thread_lock(topic), contextlib.ExitStack() as stack:
-        for root in roots:
-            lock_dir = os.path.join(root, LOCK_DIR)
-            os.makedirs(lock_dir, exist_ok=True)
-            fd = os.open(os.path.join(lock_dir, name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        for root in _lock_order(tuple(volume_roots)):
+            lock_dir = f"{root}/{LOCK_DIR}"
+            try:
+                fd = os.open(f"{lock_dir}/{name}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except FileNotFoundError:  # the volume lost its .locks directory
+                os.makedirs(lock_dir, exist_ok=True)
+                fd = os.open(f"{lock_dir}/{name}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             stack.callback(os.close, fd)
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+
+
+@functools.lru_cache(maxsize=64)
+def _lock_order(volume_roots: tuple[str, ...]) -> list[str]:
+    return sorted({os.path.realpath(root) for root in volume_roots})
