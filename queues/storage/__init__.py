@@ -8,6 +8,10 @@ Guarantees:
   is on disk, so gunicorn workers and separate servers sharing volumes never collide.
 - ``kill -9`` of any process loses no acknowledged batch; with ``fsync='batch'`` an
   acknowledged batch also survives power loss.
+- ``Store.check(fix=True)`` repopulates a lost or damaged volume from the others, each
+  message from a copy whose checksums verify; a message damaged on every volume is
+  reported and never served (see ``recovery``). Reads fall back to another volume when
+  the last one's copy is missing or damaged.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from .errors import (
     InvalidInput,
     InvalidSizes,
     InvalidTopic,
+    MessageDamaged,
     MessageIdTruncated,
     NoContent,
     StorageError,
@@ -30,6 +35,7 @@ from .errors import (
     VolumesOutOfSync,
 )
 from .names import normalize_topic
+from .report import Lost, Problem, Report
 from .store import Offsets, Store
 
 __all__ = [
@@ -41,10 +47,14 @@ __all__ = [
     "InvalidInput",
     "InvalidSizes",
     "InvalidTopic",
+    "Lost",
+    "MessageDamaged",
     "MessageIdTruncated",
     "MessageRange",
     "NoContent",
     "Offsets",
+    "Problem",
+    "Report",
     "StorageError",
     "Store",
     "TopicExists",

@@ -4,6 +4,12 @@ A reader snapshots the volume's commit record, then reads only what it counts;
 writers never change bytes a commit already counts, so no lock is needed. The
 segment list of a topic is cached per process and trusted only while its last
 entry is the commit's active segment (anything else means it went stale).
+
+Degraded reads: the last volume is read; when its copy of a segment is missing or fails
+the structural checks (index length, sealed first and last records, sizes against the
+data file), the volume before it is read instead, and so on. A message recovery marked
+damaged on every volume is never served: a range stops before it, and a range starting
+at it raises MessageDamaged.
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ import os
 import threading
 from dataclasses import dataclass
 
-from .errors import Corruption, MessageIdTruncated, NoContent, TopicNotFound
+from .errors import Corruption, MessageDamaged, MessageIdTruncated, NoContent, TopicNotFound
 from .layout import TopicDir, pread_exact
-from .records import LENGTH_WORD, RECORD_SIZE, Commit, IndexRecord
+from .records import LENGTH_WORD, RECORD_SIZE, Commit, IndexRecord, is_sealed
+from .verify import FLAG_DAMAGED, FLAGS_WORD
+
+_WORDS_PER_RECORD = RECORD_SIZE // 4
 
 
 @dataclass
@@ -103,6 +112,23 @@ class SegmentCache:
         return cached
 
 
+def read_from_volumes(dirs: list[TopicDir], cache: SegmentCache, start: int, limit: int) -> tuple[MessageRange, bool]:
+    """``read_range`` on the last volume, else on the one before it, and so on.
+
+    Returns the range and whether it came from another volume than the last. When every
+    volume fails, raises the error of the last volume that holds the topic.
+    """
+    errors: list[Exception] = []
+    for topic_dir in reversed(dirs):
+        try:
+            return read_range(topic_dir, cache, start, limit), topic_dir is not dirs[-1]
+        except (TopicNotFound, MessageIdTruncated, Corruption, OSError) as exc:
+            if isinstance(exc, MessageDamaged):
+                raise
+            errors.append(exc)
+    raise next((e for e in errors if not isinstance(e, TopicNotFound)), errors[0])
+
+
 def read_range(topic_dir: TopicDir, cache: SegmentCache, start: int, limit: int) -> MessageRange:
     """Up to ``limit`` messages from ``start`` (< 0: the last message); never crosses a segment.
 
@@ -146,7 +172,13 @@ def _read_segment(topic_dir: TopicDir, first: int, start: int, count: int) -> Me
         raw = pread_exact(index.fileno(), count * RECORD_SIZE, (start - first) * RECORD_SIZE)
     if len(raw) != count * RECORD_SIZE:
         raise Corruption(f"index of {topic_dir.topic!r} segment {first} is shorter than its commit")
-    sizes = memoryview(raw).cast("I")[LENGTH_WORD :: RECORD_SIZE // 4].tolist()
+    words = memoryview(raw).cast("I")
+    if any(words[FLAGS_WORD::_WORDS_PER_RECORD].tobytes()):
+        raw = raw[: _undamaged_prefix(topic_dir, raw, start) * RECORD_SIZE]
+        words = memoryview(raw).cast("I")
+    if not (is_sealed(raw[:RECORD_SIZE]) and is_sealed(raw[-RECORD_SIZE:])):
+        raise Corruption(f"index of {topic_dir.topic!r} segment {first} has a corrupt record")
+    sizes = words[LENGTH_WORD::_WORDS_PER_RECORD].tolist()
     head, tail = IndexRecord.unpack(raw), IndexRecord.unpack(raw[-RECORD_SIZE:])
     data_path = topic_dir.segment_path(first, "dat")
     try:
@@ -156,3 +188,17 @@ def _read_segment(topic_dir: TopicDir, first: int, start: int, count: int) -> Me
     if tail.end - head.offset != sum(sizes) or data_size < tail.end:
         raise Corruption(f"data of {topic_dir.topic!r} segment {first} does not match its index")
     return MessageRange(start, sizes, data_path, head.offset, head.timestamp_ns, tail.timestamp_ns)
+
+
+def _undamaged_prefix(topic_dir: TopicDir, raw: bytes, start: int) -> int:
+    """How many records of ``raw`` come before the first one marked damaged."""
+    flags = memoryview(raw).cast("I")[FLAGS_WORD::_WORDS_PER_RECORD]
+    for i, value in enumerate(flags):
+        if value:
+            if not is_sealed(raw[i * RECORD_SIZE : (i + 1) * RECORD_SIZE]):
+                raise Corruption(f"index of {topic_dir.topic!r} has a corrupt record for message {start + i}")
+            if value & FLAG_DAMAGED:
+                if i == 0:
+                    raise MessageDamaged(topic_dir.topic, start)
+                return i
+    return len(flags)

@@ -12,6 +12,7 @@
     ├── NoContent                    nothing stored at or after the requested id
     ├── MessageIdTruncated           the id was removed by a truncate
     ├── Corruption                   on-disk data fails its checks
+    │   └── MessageDamaged           a message recovery found damaged on every volume
     └── VolumeError                  a volume cannot be read or written
         └── VolumesOutOfSync         volumes disagree beyond a torn tail: run recovery
 """
@@ -67,6 +68,15 @@ class MessageIdTruncated(StorageError):
 
 class Corruption(StorageError):
     pass
+
+
+class MessageDamaged(Corruption):
+    def __init__(self, topic: str, message_id: int):
+        super().__init__(
+            f"message {message_id} of topic {topic!r} is damaged on every volume and cannot be served; "
+            f"consume from {message_id + 1}"
+        )
+        self.message_id = message_id
 
 
 class VolumeError(StorageError):

@@ -7,17 +7,20 @@ setting is a constructor argument.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Literal
 
-from . import layout
-from .consume import MessageRange, SegmentCache, read_range
+from . import layout, recovery
+from .consume import MessageRange, SegmentCache, read_from_volumes
 from .errors import (
     BatchTooLarge,
+    Corruption,
     InvalidSizes,
     TopicExists,
     TopicNotFound,
@@ -29,10 +32,12 @@ from .locks import LOCK_DIR, topic_lock
 from .names import check_group, normalize_topic
 from .produce import BatchWriter, plan_parts
 from .records import RECORD_SIZE, Commit, IndexRecord
+from .report import Report
 
 FsyncPolicy = Literal["never", "batch"]
 MAX_MESSAGE_BYTES = (1 << 32) - 1
 DEFAULT_MAX_BATCH_BYTES = 1 << 30
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class Store:
         self.fsync = fsync
         self.max_batch_bytes = max_batch_bytes
         self._segment_cache = SegmentCache()
+        self.degraded_reads = 0  # consumes served from another volume than the last (see consume.py)
+        self._degraded_guard = threading.Lock()
 
     @property
     def durable(self) -> bool:
@@ -159,7 +166,18 @@ class Store:
         May return fewer than asked, stopping at a segment end. Raises InvalidTopic,
         TopicNotFound, NoContent, MessageIdTruncated, Corruption.
         """
-        return read_range(self._read_dir(normalize_topic(topic)), self._segment_cache, start, limit)
+        return self._read(self._dirs(normalize_topic(topic)), start, limit)
+
+    def _read(self, dirs: list[TopicDir], start: int, limit: int) -> MessageRange:
+        result, degraded = read_from_volumes(dirs, self._segment_cache, start, limit)
+        if degraded:
+            with self._degraded_guard:
+                self.degraded_reads += 1
+            logger.warning(
+                "degraded read: topic %r from id %d served from %s (the last volume's copy is missing or damaged)",
+                dirs[-1].topic, start, os.path.dirname(result.data_path),
+            )
+        return result
 
     def consume_group(self, topic: str, group: str, start: int, limit: int) -> MessageRange:
         """Consume for a consumer group: from ``start`` or, if negative, the group's next id.
@@ -169,10 +187,11 @@ class Store:
         topic, group = self._existing_topic(topic), check_group(group)
         with topic_lock(self.volumes, topic):
             dirs = self._dirs(topic)
-            _require_commit(dirs[-1])
+            if not any(d.exists() for d in dirs):
+                raise TopicNotFound("topic does not exist")
             if start < 0:
                 start = next((n for d in reversed(dirs) if (n := d.read_group(group)) is not None), 0)
-            result = read_range(dirs[-1], self._segment_cache, start, limit)
+            result = self._read(dirs, start, limit)
             for topic_dir in dirs:
                 topic_dir.write_group(group, result.first_id + len(result.sizes), self.durable)
             return result
@@ -204,7 +223,23 @@ class Store:
 
     # consistency between volumes
 
+    def check(
+        self, fix: bool = False, topics: list[str] | None = None, progress: recovery.Progress | None = None,
+        deep: bool = True,
+    ) -> Report:
+        """Verify every topic on every volume; repair with ``fix``. See ``recovery.check``."""
+        return recovery.check(self, fix=fix, topics=topics, progress=progress, deep=deep)
+
     def _reconciled_commit(self, dirs: list[TopicDir]) -> Commit:
+        """The commit every volume agrees on; a topic missing or damaged on a volume is
+        repaired first, under the topic lock the caller holds."""
+        try:
+            return self._agreed_commit(dirs)
+        except (VolumesOutOfSync, Corruption, FileNotFoundError):
+            recovery.repair_topic(self.volumes, dirs[0].topic)
+            return self._agreed_commit(dirs)
+
+    def _agreed_commit(self, dirs: list[TopicDir]) -> Commit:
         """The commit every volume agrees on, rolling forward a commit a crash left half written."""
         commits = [d.read_commit() for d in dirs]
         present = [c for c in commits if c is not None]
@@ -218,6 +253,8 @@ class Store:
             if commit != newest:
                 _roll_forward(source, topic_dir, commit, newest)
                 topic_dir.write_commit(newest, self.durable)
+        if not recovery.active_segment_intact(dirs, newest):
+            raise VolumesOutOfSync("the active segment is missing or short on a volume")
         return newest
 
 
