@@ -27,6 +27,11 @@ HARAQA_ENTRIES = int(os.environ.get("HARAQA_ENTRIES", "5000"))
 HARAQA_LIMIT = int(os.environ.get("HARAQA_LIMIT", "-1"))
 HARAQA_FSYNC = os.environ.get("HARAQA_FSYNC", "never")
 HARAQA_MAX_BATCH_BYTES = int(os.environ.get("HARAQA_MAX_BATCH_BYTES", str(1 << 30)))
+# haraqa's -cors, -docs and -prometheus flags (all on by default, as there)
+HARAQA_CORS = env_bool("HARAQA_CORS", True)
+HARAQA_DOCS = env_bool("HARAQA_DOCS", True)
+HARAQA_PROMETHEUS = env_bool("HARAQA_PROMETHEUS", True)
+HARAQA_ACCESS_LOG = env_bool("HARAQA_ACCESS_LOG", True)
 
 # Django
 DATA_DIR = Path(os.environ.get("HARAQA_DATA_DIR", BASE_DIR / "data"))
@@ -63,16 +68,24 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_prometheus",
     "queues",
 ]
 
+# The optional middlewares below step aside (MiddlewareNotUsed) when their flag is off.
 MIDDLEWARE = [
+    "queues.metrics.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "queues.middleware.StaticFilesMiddleware",
+    "queues.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "queues.metrics.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "haraqa_site.urls"
@@ -116,7 +129,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("HARAQA_STATIC_ROOT", DATA_DIR / "staticfiles"))
+# Served by whitenoise from the app's own files: no collectstatic needed (the Docker image runs it anyway).
+WHITENOISE_USE_FINDERS = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REST_FRAMEWORK = {
@@ -125,4 +140,35 @@ REST_FRAMEWORK = {
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "queues.api.negotiation.AnyAcceptNegotiation",
     "EXCEPTION_HANDLER": "queues.api.errors.haraqa_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "haraqa API",
+    "DESCRIPTION": (
+        "haraqa's HTTP message queue. Messages travel as raw bytes, back to back; the `X-Sizes` header "
+        "gives each message's length. Every error carries its text in the `X-Errors` header and body."
+    ),
+    "VERSION": "1.0.0",
+    "LICENSE": {"name": "MIT"},
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # validatorUrl None: Swagger UI would otherwise send the schema to an online validator.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None, "displayRequestDuration": True},
+    "TAGS": [{"name": "topics", "description": "Topics and the messages they hold"}],
+    "PREPROCESSING_HOOKS": ["queues.api.schema.drop_trailing_slash_aliases"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "queues.api.schema.add_preflight"],
+}
+
+# One line per request comes from gunicorn's access log (queues.access_log); 4xx answers are
+# normal traffic for a queue, so django.request only reports server errors.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("HARAQA_LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
 }

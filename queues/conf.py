@@ -35,6 +35,18 @@ class QueueSettings:
     def max_batch_bytes(self) -> int:
         return settings.HARAQA_MAX_BATCH_BYTES
 
+    @property
+    def cors(self) -> bool:
+        return settings.HARAQA_CORS
+
+    @property
+    def docs(self) -> bool:
+        return settings.HARAQA_DOCS
+
+    @property
+    def prometheus(self) -> bool:
+        return settings.HARAQA_PROMETHEUS
+
 
 conf = QueueSettings()
 

@@ -11,10 +11,11 @@ from django.http import FileResponse, HttpResponse, JsonResponse
 from django.utils.html import escape
 from rest_framework.views import APIView
 
+from queues import metrics
 from queues.conf import conf, get_store
 from queues.storage import MessageRange
 
-from . import headers
+from . import headers, schema
 from .errors import HaraqaError
 
 ANSIC = "%a %b %d %H:%M:%S %Y"
@@ -24,6 +25,7 @@ INVALID_JSON = "invalid body: invalid json entry"
 class TopicListApi(APIView):
     """GET /topics: names as JSON, an HTML page of links or CSV, by Accept."""
 
+    @schema.list_topics
     def get(self, request):
         try:
             topics = get_store().list_topics(request.GET.get("regex") or None)
@@ -41,14 +43,17 @@ class TopicListApi(APIView):
 class TopicApi(APIView):
     """One topic: create, delete, produce, consume, truncate, CORS preflight."""
 
+    @schema.create_topic
     def put(self, request, topic: str):
         get_store().create_topic(topic)
         return HttpResponse("created", status=201, content_type="text/plain")
 
+    @schema.delete_topic
     def delete(self, request, topic: str):
         get_store().delete_topic(topic)
         return HttpResponse(status=204)
 
+    @schema.produce
     def post(self, request, topic: str):
         sizes = headers.parse_sizes(request.headers.get("X-Sizes"))
         store = get_store()
@@ -58,8 +63,10 @@ class TopicApi(APIView):
             if length != sum(sizes):
                 raise HaraqaError(f"invalid body: {length} bytes sent, X-Sizes adds up to {sum(sizes)}")
         store.produce(topic, sizes, headers.body_stream(request._request))
+        metrics.record_produce(sizes)
         return HttpResponse(status=204)
 
+    @schema.consume
     def get(self, request, topic: str):
         group = request.headers.get("X-Consumer-Group")
         start = headers.message_id(request, has_group=bool(group))
@@ -69,8 +76,10 @@ class TopicApi(APIView):
             messages = store.consume_group(topic, group, start, limit)
         else:
             messages = store.consume(topic, start, limit)
+        metrics.record_consume(messages.sizes)
         return _messages_response(messages, request.headers.get("Accept", ""))
 
+    @schema.modify_topic
     def patch(self, request, topic: str):
         before_id, before = _parse_modify(request.body)
         if not before_id and before is None:
@@ -79,8 +88,7 @@ class TopicApi(APIView):
         return JsonResponse({"minOffset": offsets.min_offset, "maxOffset": offsets.max_offset})
 
     def options(self, request, topic: str):
-        response = HttpResponse(status=200)
-        response["Access-Control-Allow-Origin"] = "*"
+        response = HttpResponse(status=200)  # Access-Control-Allow-Origin: queues.middleware (--cors)
         for asked, allowed in (("Headers", "Headers"), ("Method", "Methods")):
             value = request.headers.get(f"Access-Control-Request-{asked}")
             if value:

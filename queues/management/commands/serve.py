@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from gunicorn.app.base import BaseApplication
 
+from queues import metrics
 from queues.storage import Store, VolumeError
+
+# haraqa's boolean flags: (flag, setting and environment variable, what it turns on)
+SWITCHES = [
+    ("cors", "HARAQA_CORS", "Access-Control-Allow-Origin: * on every answer"),
+    ("docs", "HARAQA_DOCS", "/docs/ (Swagger UI, Redoc, swagger.yaml) and /api/schema/"),
+    ("prometheus", "HARAQA_PROMETHEUS", "/metrics: request and queue metrics summed over all workers"),
+]
 
 
 def _env_int(name: str, default: int) -> int:
@@ -33,6 +43,7 @@ class GunicornApplication(BaseApplication):
 
 
 class Command(BaseCommand):
+    requires_system_checks: list = []  # migrate runs them in handle(), once the flags are the settings
     help = (
         "Serve the haraqa API on VOLUME [VOLUME ...] (default: $HARAQA_VOLUMES). Writes go to every "
         "volume in order; reads come from the last."
@@ -54,6 +65,25 @@ class Command(BaseCommand):
             "--max-batch-bytes", type=int, default=settings.HARAQA_MAX_BATCH_BYTES,
             help="largest accepted produce body (413 beyond); $HARAQA_MAX_BATCH_BYTES",
         )
+        for flag, name, what in SWITCHES:
+            parser.add_argument(
+                f"--{flag}", action=argparse.BooleanOptionalAction, default=getattr(settings, name),
+                help=f"{what} (haraqa -{flag}); on unless ${name}=0",
+            )
+        parser.add_argument(
+            "--access-log", action=argparse.BooleanOptionalAction, default=settings.HARAQA_ACCESS_LOG,
+            help="one line per request on stderr: method, path, status, bytes, duration; on unless $HARAQA_ACCESS_LOG=0",
+        )
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        """With metrics on, re-execute once with a fresh PROMETHEUS_MULTIPROC_DIR: prometheus_client
+        chooses per-process or shared counters when it is imported, which has happened by now."""
+        options = self.create_parser(argv[0], argv[1]).parse_args(argv[2:])
+        if options.prometheus and not metrics.multiprocess_dir_ready():
+            metrics.prepare_multiprocess_dir()
+            sys.stdout.flush()
+            os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+        super().run_from_argv(argv)
 
     def handle(self, *args, **opts) -> None:
         volumes = [os.path.abspath(v) for v in (opts["volumes"] or settings.HARAQA_VOLUMES)]
@@ -75,6 +105,7 @@ class Command(BaseCommand):
             f"haraqa serving http://{address}/topics with {opts['workers']} workers x {opts['threads']} threads; "
             f"volumes {', '.join(volumes)} (reads from the last); fsync={opts['fsync']}"
         )
+        self.stdout.write(_urls_line(address, opts))
         GunicornApplication(application, self._gunicorn_options(address, opts)).run()
 
     @staticmethod
@@ -86,6 +117,7 @@ class Command(BaseCommand):
             "HARAQA_LIMIT": opts["limit"],
             "HARAQA_FSYNC": opts["fsync"],
             "HARAQA_MAX_BATCH_BYTES": opts["max_batch_bytes"],
+            **{name: opts[flag] for flag, name, _ in SWITCHES},
         }
         for name, value in values.items():
             setattr(settings, name, value)
@@ -106,4 +138,19 @@ class Command(BaseCommand):
             "graceful_timeout": 30,
             "limit_request_field_size": 0,  # X-Sizes of large batches is long
             "control_socket_disable": True,  # several servers may run side by side
+            **_logging_and_metrics_options(opts),
         }
+
+
+def _urls_line(address: str, opts: dict) -> str:
+    root = f"http://{address}"
+    docs = f"docs {root}/docs/ (swagger {root}/docs/swagger, redoc {root}/docs/redocs)" if opts["docs"] else "docs off"
+    prometheus = f"metrics {root}/metrics" if opts["prometheus"] else "metrics off"
+    return f"{docs}; {prometheus}; cors {'on' if opts['cors'] else 'off'}"
+
+
+def _logging_and_metrics_options(opts: dict) -> dict:
+    options = {"logger_class": "queues.access_log.AccessLogger", "accesslog": "-" if opts["access_log"] else None}
+    if opts["prometheus"] and metrics.MULTIPROC_ENV in os.environ:
+        options.update(child_exit=metrics.mark_worker_dead, on_exit=metrics.remove_multiprocess_dir)
+    return options

@@ -1,0 +1,279 @@
+"""The OpenAPI description of haraqa's API (drf-spectacular): what each view's ``@extend_schema`` uses.
+
+Every operation lists its headers, raw ``application/octet-stream`` bodies, JSON bodies and
+every status it can answer, each error with haraqa's text (sent in ``X-Errors`` and as the
+``text/plain`` body). ``tests/docs`` runs schemathesis against a live server to keep this true.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+
+HEADER = OpenApiParameter.HEADER
+QUERY = OpenApiParameter.QUERY
+BINARY = {"type": "string", "format": "binary"}
+TEXT = "text/plain"
+INTEGER = {"type": "integer", "format": "int64"}
+SIZES_PATTERN = r"^[0-9]+(:[0-9]+)*$"
+
+
+class TopicList(serializers.Serializer):
+    topics = serializers.ListField(child=serializers.CharField(), help_text="topic names, sorted")
+
+
+class ModifyTopic(serializers.Serializer):
+    truncate = serializers.IntegerField(
+        min_value=0, required=False, help_text="remove whole segments whose messages all have ids below this one"
+    )
+    before = serializers.DateTimeField(
+        required=False, help_text="remove whole segments whose messages were all written before this time (RFC 3339)"
+    )
+
+
+class TopicInfo(serializers.Serializer):
+    minOffset = serializers.IntegerField(help_text="first message id still stored")  # noqa: N815 (wire names)
+    maxOffset = serializers.IntegerField(help_text="one past the last stored id: the next id to be written")  # noqa: N815
+
+
+def error(description: str, *texts: str) -> OpenApiResponse:
+    """An error answer: ``text/plain`` body repeating the ``X-Errors`` text."""
+    return OpenApiResponse(
+        {"type": "string"},
+        description=description,
+        examples=[OpenApiExample(text, value=text, media_type=TEXT) for text in texts],
+    )
+
+
+def errors_header(*statuses: int) -> OpenApiParameter:
+    return OpenApiParameter(
+        "X-Errors", str, HEADER, required=True, response=list(statuses),
+        description="the error text (the body repeats it)",
+    )
+
+
+TOPIC = OpenApiParameter(
+    "topic", str, OpenApiParameter.PATH,
+    description="Topic name, case-insensitive (stored lower-cased). Nested names (`a/b`) are topics too; "
+    "empty segments, `.`/`..`, names starting with `.`, backslashes and control characters are refused.",
+    examples=[OpenApiExample("a topic", value="my-topic")],
+)
+INVALID_TOPIC = "invalid topic"
+TOPIC_MISSING = error("the topic does not exist", "topic does not exist")
+OUT_OF_SYNC = error(
+    "a volume is missing the topic or disagrees with the others: run recovery",
+    "topic is missing on a volume: run recovery", "volumes disagree: run recovery",
+)
+INTERNAL = error("any other failure (the text never reveals server paths)", "internal storage error")
+
+list_topics = extend_schema(
+    operation_id="listTopics",
+    summary="List topics",
+    description="Every topic, by the client's `Accept`: `application/json` → `{\"topics\": [...]}`, "
+    "`text/html` → a page of links, anything else → comma-separated `text/csv`. Never 406.",
+    tags=["topics"],
+    parameters=[
+        OpenApiParameter(
+            "regex", {"type": "string", "format": "regex"}, QUERY,
+            description="keep only the topics this (Python) regular expression finds",
+        ),
+        errors_header(400),
+    ],
+    responses={
+        (200, "application/json"): OpenApiResponse(
+            TopicList, description="topic names",
+            examples=[OpenApiExample("two topics", value={"topics": ["a", "b"]}, media_type="application/json")],
+        ),
+        (200, "text/html"): OpenApiResponse({"type": "string"}, description="an HTML list of links to the topics"),
+        (200, "text/csv"): OpenApiResponse(
+            {"type": "string"}, description="comma-separated names",
+            examples=[OpenApiExample("two topics (csv)", value="a,b", media_type="text/csv")],
+        ),
+        (400, TEXT): error("the regex does not compile", "invalid regex"),
+    },
+)
+
+create_topic = extend_schema(
+    operation_id="createTopic",
+    summary="Create a topic",
+    description="Creates the topic on every volume.",
+    tags=["topics"],
+    parameters=[TOPIC, errors_header(400, 412, 500)],
+    request=None,
+    responses={
+        (201, TEXT): OpenApiResponse(
+            {"type": "string"}, description="created",
+            examples=[OpenApiExample("created", value="created", media_type=TEXT)],
+        ),
+        (400, TEXT): error("unsafe topic name", INVALID_TOPIC),
+        (412, TEXT): error("the topic exists already", "topic already exists"),
+        (500, TEXT): INTERNAL,
+    },
+)
+
+delete_topic = extend_schema(
+    operation_id="deleteTopic",
+    summary="Delete a topic",
+    description="Deletes the topic and its messages on every volume (nested topics stay). "
+    "Deleting a missing topic succeeds too.",
+    tags=["topics"],
+    parameters=[TOPIC, errors_header(400, 500)],
+    request=None,
+    responses={
+        204: OpenApiResponse(description="deleted (or was not there)"),
+        (400, TEXT): error("unsafe topic name", INVALID_TOPIC),
+        (500, TEXT): INTERNAL,
+    },
+)
+
+produce = extend_schema(
+    operation_id="produce",
+    summary="Produce messages",
+    description="Appends a batch: the body is the messages back to back, `X-Sizes` gives each one's length. "
+    "The batch is stored on every volume before the answer, and becomes visible all at once or not at all. "
+    "Chunked bodies are accepted.",
+    tags=["topics"],
+    parameters=[
+        TOPIC,
+        OpenApiParameter(
+            "X-Sizes", {"type": "string", "pattern": SIZES_PATTERN}, HEADER, required=True,
+            description="each message's size in bytes, `:`-separated (`0` is an empty message); "
+            "they must add up to the body length",
+            examples=[OpenApiExample("three messages", value="5:5:3")],
+        ),
+        errors_header(400, 412, 413, 500, 503),
+    ],
+    request={"application/octet-stream": BINARY},
+    examples=[
+        OpenApiExample(
+            "hello, world, abc", value="helloworldabc", request_only=True, media_type="application/octet-stream",
+            description="with `X-Sizes: 5:5:3`",
+        )
+    ],
+    responses={
+        204: OpenApiResponse(description="stored on every volume"),
+        (400, TEXT): error(
+            "bad X-Sizes, a body whose length differs from their sum, or an unsafe topic name",
+            "invalid header: X-Sizes", "invalid body: 12 bytes sent, X-Sizes adds up to 13", INVALID_TOPIC,
+        ),
+        (412, TEXT): TOPIC_MISSING,
+        (413, TEXT): error("the batch is larger than the server's --max-batch-bytes", "batch larger than 1073741824 bytes"),
+        (500, TEXT): INTERNAL,
+        (503, TEXT): OUT_OF_SYNC,
+    },
+)
+
+consume = extend_schema(
+    operation_id="consume",
+    summary="Consume messages",
+    description="Returns up to `X-Limit` messages from id `X-Id`, back to back; `X-Sizes` gives each length. "
+    "May return fewer than asked (it stops at a segment end), never more. With `X-Consumer-Group` and no "
+    "`X-Id` (or a negative one) the group's next messages are sent and the group moves past them.",
+    tags=["topics"],
+    parameters=[
+        TOPIC,
+        OpenApiParameter(
+            "X-Id", INTEGER, HEADER,
+            description="first message id (ids start at 0); negative: the last message, or with "
+            "`X-Consumer-Group` the group's next one. Required unless `id` or `X-Consumer-Group` is given.",
+            examples=[OpenApiExample("from the start", value=0)],
+        ),
+        OpenApiParameter("id", INTEGER, QUERY, description="same as `X-Id` (the header wins)"),
+        OpenApiParameter(
+            "X-Limit", INTEGER, HEADER,
+            description="most messages to return; missing, 0 or negative: the server's --limit (-1: no limit)",
+            examples=[OpenApiExample("ten", value=10)],
+        ),
+        OpenApiParameter("limit", INTEGER, QUERY, description="same as `X-Limit` (the header wins)"),
+        OpenApiParameter(
+            "X-Consumer-Group", str, HEADER,
+            description="consumer group: its offset advances past what it is sent and survives restarts",
+        ),
+        OpenApiParameter(
+            "X-Sizes", {"type": "string", "pattern": SIZES_PATTERN}, HEADER, required=True, response=[200],
+            description="size of each returned message, `:`-separated", examples=[OpenApiExample("sizes", value="5:5:3")],
+        ),
+        OpenApiParameter("X-Start-Time", str, HEADER, response=[200], description="write time of the first message (ANSI C format, UTC)"),
+        OpenApiParameter("X-End-Time", str, HEADER, response=[200], description="write time of the last message (ANSI C format, UTC)"),
+        errors_header(204, 400, 412, 416, 500, 503),
+    ],
+    request=None,
+    responses={
+        (200, "application/octet-stream"): OpenApiResponse(
+            BINARY, description="the messages back to back",
+            examples=[OpenApiExample("hello, world, abc", value="helloworldabc", media_type="application/octet-stream")],
+        ),
+        (200, TEXT): OpenApiResponse(BINARY, description="the same, when the client's first Accept is text/plain or text/html"),
+        204: OpenApiResponse(description="`no content` (in X-Errors): nothing stored at or after that id"),
+        (400, TEXT): error(
+            "bad X-Id, X-Limit, consumer group or topic name",
+            "invalid message id", "invalid message limit", "invalid header: X-Consumer-Group", INVALID_TOPIC,
+        ),
+        (412, TEXT): TOPIC_MISSING,
+        (416, TEXT): error("the id was removed by a truncate", "message id truncated, first stored id is 5000"),
+        (500, TEXT): error(
+            "consumer group state or stored data unreadable", "unable to get consumer offset", "internal storage error"
+        ),
+        (503, TEXT): OUT_OF_SYNC,
+    },
+)
+
+modify_topic = extend_schema(
+    operation_id="modifyTopic",
+    summary="Truncate a topic",
+    description="Removes stored messages before an id (`truncate`) and/or a time (`before`), whole segments "
+    "at a time; the segment being written is never removed. `{\"truncate\": 0}` alone does nothing (204).",
+    tags=["topics"],
+    parameters=[TOPIC, errors_header(400, 412, 500)],
+    request={"application/json": ModifyTopic},
+    examples=[
+        OpenApiExample("before an id", value={"truncate": 10000}, request_only=True),
+        OpenApiExample("before a time", value={"before": "2026-01-01T00:00:00Z"}, request_only=True),
+    ],
+    responses={
+        (200, "application/json"): OpenApiResponse(
+            TopicInfo, description="what is left",
+            examples=[OpenApiExample("left", value={"minOffset": 10000, "maxOffset": 12345}, response_only=True)],
+        ),
+        204: OpenApiResponse(description="nothing asked, nothing done"),
+        (400, TEXT): error("not the JSON above, or an unsafe topic name", "invalid body: invalid json entry", INVALID_TOPIC),
+        (412, TEXT): TOPIC_MISSING,
+        (500, TEXT): INTERNAL,
+    },
+)
+
+PREFLIGHT = {
+    "operationId": "preflight",
+    "summary": "CORS preflight",
+    "description": "Echoes `Access-Control-Request-Headers` as `Access-Control-Allow-Headers` and "
+    "`Access-Control-Request-Method` as `Access-Control-Allow-Methods`. With CORS on (the default) every "
+    "answer also carries `Access-Control-Allow-Origin: *`.",
+    "tags": ["topics"],
+    "parameters": [
+        {"name": "topic", "in": "path", "required": True, "schema": {"type": "string"}},
+        {"name": "Access-Control-Request-Method", "in": "header", "schema": {"type": "string"}},
+        {"name": "Access-Control-Request-Headers", "in": "header", "schema": {"type": "string"}},
+    ],
+    "responses": {
+        "200": {
+            "description": "allowed",
+            "headers": {
+                "Access-Control-Allow-Methods": {"schema": {"type": "string"}},
+                "Access-Control-Allow-Headers": {"schema": {"type": "string"}},
+            },
+        }
+    },
+}
+
+
+def drop_trailing_slash_aliases(endpoints, **kwargs):
+    """Preprocessing hook: ``/topics/`` is an alias of ``/topics``; describe it once."""
+    return [endpoint for endpoint in endpoints if endpoint[0] == "/" or not endpoint[0].endswith("/")]
+
+
+def add_preflight(result, generator, request, public):
+    """Postprocessing hook: drf-spectacular leaves OPTIONS out; haraqa's preflight is part of the API."""
+    topic_path = result.get("paths", {}).get("/topics/{topic}")
+    if topic_path is not None:
+        topic_path["options"] = PREFLIGHT
+    return result

@@ -1,0 +1,157 @@
+"""Prometheus metrics: the queue's counters and histograms, the request middlewares, ``/metrics``.
+
+Under gunicorn every worker is a process, so the counters live in prometheus_client's
+multiprocess mode: ``manage.py serve`` gives each run a fresh ``PROMETHEUS_MULTIPROC_DIR``
+(set before prometheus_client is imported, see ``serve.py``), marks exited workers dead and
+removes the directory on exit; a scrape, answered by any worker, sums every process's file.
+Volume space is not a counter: ``VolumeCollector`` reads it at scrape time, so the engine
+never imports prometheus_client.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+from django.core.exceptions import MiddlewareNotUsed
+from django.http import Http404, HttpResponse
+from django_prometheus import middleware as django_prometheus
+from prometheus_client import REGISTRY, CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import multiprocess
+from prometheus_client.core import GaugeMetricFamily
+
+from queues.conf import conf
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+OWNER_ENV = "HARAQA_METRICS_DIR_OWNER"  # "<pid>:<1 if serve created the dir>"
+BATCH_BUCKETS = (10, 50, 100, 200, 500, 1000, 2000)  # haraqa's
+
+PRODUCED_MESSAGES = Counter("haraqa_produced_messages", "Messages stored by produce requests.")
+PRODUCED_BYTES = Counter("haraqa_produced_bytes", "Message bytes stored by produce requests.")
+CONSUMED_MESSAGES = Counter("haraqa_consumed_messages", "Messages sent to consumers.")
+CONSUMED_BYTES = Counter("haraqa_consumed_bytes", "Message bytes sent to consumers.")
+# haraqa's own names, so its dashboards keep working
+PRODUCE_BATCH = Histogram("produce_batch_size", "Messages per produce request.", buckets=BATCH_BUCKETS)
+CONSUME_BATCH = Histogram("consume_batch_size", "Messages per consume response.", buckets=BATCH_BUCKETS)
+RECOVERY_RUNS = Counter("haraqa_recovery_runs", "Recovery runs by result.", ["result"])
+RECOVERY_REPAIRS = Counter("haraqa_recovery_repairs", "Problems repaired by recovery runs.")
+DEGRADED_READS = Counter("haraqa_degraded_reads", "Consumes served from another volume than the last.")
+
+
+def record_produce(sizes: list[int]) -> None:
+    PRODUCED_MESSAGES.inc(len(sizes))
+    PRODUCED_BYTES.inc(sum(sizes))
+    PRODUCE_BATCH.observe(len(sizes))
+
+
+def record_consume(sizes: list[int]) -> None:
+    CONSUMED_MESSAGES.inc(len(sizes))
+    CONSUMED_BYTES.inc(sum(sizes))
+    CONSUME_BATCH.observe(len(sizes))
+
+
+def record_recovery(repairs: int, unrepairable: int) -> None:
+    """One recovery run (startup, admin or command inside the server) and what it did."""
+    result = "unrepairable" if unrepairable else "repaired" if repairs else "healthy"
+    RECOVERY_RUNS.labels(result).inc()
+    RECOVERY_REPAIRS.inc(repairs)
+
+
+def record_degraded_read() -> None:
+    DEGRADED_READS.inc()
+
+
+class VolumeCollector:
+    """Free and total bytes of each configured volume, read at scrape time."""
+
+    def __init__(self, volumes: list[str]):
+        self.volumes = volumes
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        free = GaugeMetricFamily("haraqa_volume_free_bytes", "Free bytes on the volume's filesystem.", labels=["volume"])
+        total = GaugeMetricFamily("haraqa_volume_size_bytes", "Size of the volume's filesystem.", labels=["volume"])
+        for volume in self.volumes:
+            try:
+                usage = shutil.disk_usage(volume)
+            except OSError:
+                continue  # a missing volume has no space to report; the checks and admin say why
+            free.add_metric([volume], usage.free)
+            total.add_metric([volume], usage.total)
+        yield free
+        yield total
+
+
+class _ProcessRegistry:
+    """This process's default registry as one collector (when not in multiprocess mode)."""
+
+    def collect(self):
+        return REGISTRY.collect()
+
+
+def metrics_view(request) -> HttpResponse:
+    """``GET /metrics``: every worker's counters plus the volumes, in Prometheus text format."""
+    if not conf.prometheus:
+        raise Http404("metrics are disabled (--no-prometheus)")
+    registry = CollectorRegistry(auto_describe=False)
+    if MULTIPROC_ENV in os.environ:
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(_ProcessRegistry())
+    registry.register(VolumeCollector(conf.volumes))
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+class PrometheusBeforeMiddleware(django_prometheus.PrometheusBeforeMiddleware):
+    """django-prometheus's request metrics, absent with ``--no-prometheus``."""
+
+    def __init__(self, get_response):
+        if not conf.prometheus:
+            raise MiddlewareNotUsed
+        super().__init__(get_response)
+
+
+class PrometheusAfterMiddleware(django_prometheus.PrometheusAfterMiddleware):
+    def __init__(self, get_response):
+        if not conf.prometheus:
+            raise MiddlewareNotUsed
+        super().__init__(get_response)
+
+
+# multiprocess bookkeeping for ``manage.py serve``
+
+
+def multiprocess_dir_ready() -> bool:
+    """True in the process that ``prepare_multiprocess_dir`` re-executed."""
+    return os.environ.get(OWNER_ENV, "").split(":")[0] == str(os.getpid())
+
+
+def prepare_multiprocess_dir() -> str:
+    """Give this run an empty ``PROMETHEUS_MULTIPROC_DIR``: the one configured, emptied, or a new one.
+
+    The caller must then re-execute itself: prometheus_client picks its mode at import.
+    """
+    path = os.environ.get(MULTIPROC_ENV)
+    created = not path
+    if created:
+        path = tempfile.mkdtemp(prefix="haraqa-metrics-")
+    else:
+        os.makedirs(path, exist_ok=True)
+        for stale in glob.glob(os.path.join(path, "*.db")):
+            os.remove(stale)  # counters of a previous run would be added to ours
+    os.environ[MULTIPROC_ENV] = path
+    os.environ[OWNER_ENV] = f"{os.getpid()}:{int(created)}"
+    return path
+
+
+def mark_worker_dead(server, worker) -> None:
+    """gunicorn ``child_exit`` hook: drop the exited worker's live gauges."""
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def remove_multiprocess_dir(server) -> None:
+    """gunicorn ``on_exit`` hook: remove the directory if serve created it."""
+    if os.environ.get(OWNER_ENV, "").endswith(":1"):
+        shutil.rmtree(os.environ[MULTIPROC_ENV], ignore_errors=True)
