@@ -21,6 +21,7 @@ from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.views.generic import TemplateView
@@ -28,7 +29,17 @@ from django.views.generic import TemplateView
 from . import admin_jobs
 from .conf import get_store
 from .models import Topic, Volume
-from .storage import InvalidTopic, Offsets, MessageIdTruncated, NoContent, StorageError, TopicNotFound, normalize_topic
+from .storage import (
+    InvalidTopic,
+    MessageDamaged,
+    MessageIdTruncated,
+    NoContent,
+    Offsets,
+    StorageError,
+    TopicNotFound,
+    normalize_topic,
+)
+from .storage.report import format_ranges
 from .storage.stats import TopicStats, VolumeBadge, browse, segment_table, topic_health, topic_stats, volume_stats
 
 if TYPE_CHECKING:
@@ -350,6 +361,8 @@ class MessageView(TopicPageView):
         if not found:
             raise Http404("No such message")
         message = found[0]
+        if message.damaged:
+            raise Http404("This message is damaged on every volume and is not served")
         return super().get_context_data(
             message=message,
             time=timestamp(message.timestamp_ns),
@@ -366,7 +379,7 @@ class MessageRawView(TopicPageView):
         message_id = self.kwargs["message_id"]
         try:
             found = get_store().consume(self.topic, message_id, 1)
-        except (NoContent, MessageIdTruncated):
+        except (NoContent, MessageIdTruncated, MessageDamaged):
             raise Http404("No such message") from None
         filename = f"{self.topic.replace('/', '_')}-{message_id}.bin"
         response = FileResponse(
@@ -449,7 +462,7 @@ class VolumeListView(AdminPageView):
             run=run,
             run_started=_epoch(run and run["started_at"]),
             run_finished=_epoch(run and run["finished_at"]),
-            report=report_sections(run["report"]) if run and run["report"] else None,
+            report=report_context(run["report"]) if run and run["report"] else None,
             can_recover=self.request.user.has_perm("queues.can_recover"),
             status_url=self.admin_url("run_status"),
             **kwargs,
@@ -460,28 +473,27 @@ def _epoch(seconds: float | None) -> datetime | None:
     return datetime.fromtimestamp(seconds, tz=timezone.utc) if seconds else None
 
 
-def report_sections(report: Any) -> dict[str, list]:
-    """A run's JSON report as a summary (scalars) and tables (lists of records), in its own order."""
-    summary: list[tuple[str, Any]] = []
-    tables: list[dict[str, Any]] = []
-    for key, value in (report.items() if isinstance(report, dict) else [("report", report)]):
-        title = str(key).replace("_", " ")
-        if isinstance(value, list):
-            rows = [item if isinstance(item, dict) else {"value": item} for item in value]
-            columns = list(dict.fromkeys(column for row in rows for column in row))
-            tables.append({"title": title, "columns": [c.replace("_", " ") for c in columns],
-                           "rows": [[_cell(row.get(c, "")) for c in columns] for row in rows]})
-        elif isinstance(value, dict):
-            summary.extend((f"{title}: {k}".replace("_", " "), _cell(v)) for k, v in value.items())
-        else:
-            summary.append((title, _cell(value)))
-    return {"summary": summary, "tables": tables}
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return "" if value is None else str(value)
+def report_context(report: dict[str, Any]) -> dict[str, Any]:
+    """A run's report (``Report.to_dict()``) as the page shows it."""
+    result = "healthy" if report["healthy"] else ("repaired" if report["ok"] else "not ok")
+    if not report["fix"] and not report["healthy"]:
+        result = "problems found"
+    return {
+        "result": result,
+        "summary": [
+            ("Topics", report["topics"]),
+            ("Segments checked", report["segments"]),
+            ("Bytes checked", filesizeformat(report["bytes_checked"])),
+            ("Bytes copied", filesizeformat(report["bytes_copied"])),
+            ("Problems found", len(report["problems"])),
+            ("Repaired", report["repaired"]),
+            ("Unrepairable messages", report["unrepairable"]),
+        ],
+        "problems": [
+            {**problem, "ids": format_ranges([tuple(run) for run in problem["ids"]])} for problem in report["problems"]
+        ],
+        "lost": report["lost"],
+    }
 
 
 class RunStatusView(AdminPageView):

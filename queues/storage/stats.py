@@ -15,7 +15,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .errors import Corruption, NoContent
+from .errors import Corruption, MessageDamaged, NoContent
 from .layout import TopicDir, pread_file, walk_topics
 from .records import RECORD_SIZE, Commit, IndexRecord, is_sealed
 from .store import Store
@@ -210,6 +210,7 @@ class MessageInfo:
     timestamp_ns: int
     head: bytes  # the first ``preview_bytes`` bytes
     checksum_ok: bool | None  # None: not checked (longer than the preview)
+    damaged: bool = False  # lost on every volume: recovery marked it, it is never served
 
     @property
     def complete(self) -> bool:
@@ -219,8 +220,9 @@ class MessageInfo:
 def browse(store: Store, topic: str, start: int, count: int, preview_bytes: int) -> list[MessageInfo]:
     """Up to ``count`` messages from id ``start`` with their index data and first bytes.
 
-    Reads through ``Store.consume`` (the served copy), crossing segment boundaries.
-    Raises TopicNotFound, MessageIdTruncated, Corruption; an id past the end gives [].
+    Reads through ``Store.consume`` (the served copy), crossing segment boundaries; a
+    message lost on every volume comes back with ``damaged`` set and no bytes. Raises
+    TopicNotFound, MessageIdTruncated, Corruption; an id past the end gives [].
     """
     out: list[MessageInfo] = []
     while len(out) < count:
@@ -228,6 +230,9 @@ def browse(store: Store, topic: str, start: int, count: int, preview_bytes: int)
             found = store.consume(topic, start + len(out), count - len(out))
         except NoContent:
             break
+        except MessageDamaged as exc:
+            out.append(MessageInfo(exc.message_id, 0, 0, b"", None, damaged=True))
+            continue
         # The data file is named after the segment's first id; the index file sits beside it.
         stem = os.path.splitext(found.data_path)[0]
         index_path, segment_first = stem + ".idx", int(os.path.basename(stem))

@@ -53,10 +53,16 @@ def user_client(db):
     return make
 
 
+def wait_for_runs() -> None:
+    """Wait for the checks and recoveries this process started from the admin."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("admin-"):
+            thread.join(timeout=60)
+            assert not thread.is_alive(), "a background run did not finish"
+
+
 @pytest.fixture(autouse=True)
 def _join_background_runs():
     """A check or recovery started by a test finishes before its volumes are removed."""
     yield
-    for thread in threading.enumerate():
-        if thread.name.startswith("admin-"):
-            thread.join(timeout=60)
+    wait_for_runs()
