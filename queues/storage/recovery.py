@@ -123,6 +123,7 @@ def check_topic(volumes: list[str], topic: str, fix: bool, deep: bool, report: R
         count = (target.next_id if last else firsts[k + 1]) - first
         copies = [read_copy(pos, d, first, count) for pos, d in enumerate(dirs)]
         meter.item = f"{topic} segment {first}"
+        meter.report(meter.item)
         segment = verify_segment(copies, count, target.data_end if last else None, deep, meter.read)
         meter.settle(sum(max(c.index_size, 0) + max(c.data_size, 0) for c in copies))
         report.segments += 1

@@ -87,15 +87,16 @@ def flip(path: str, offset: int) -> None:
         f.write(bytes([byte[0] ^ 0x5A]))
 
 
-def record(volume: str, message_id: int, topic: str = "t") -> IndexRecord:
-    first = message_id - message_id % ENTRIES
+def record(volume: str, message_id: int, topic: str = "t", entries: int = ENTRIES) -> IndexRecord:
+    first = message_id - message_id % entries
     raw = Path(seg(volume, first, "idx", topic)).read_bytes()[(message_id - first) * RECORD_SIZE :][:RECORD_SIZE]
     return IndexRecord.unpack(raw)
 
 
-def data_offset(volume: str, message_id: int) -> tuple[str, int]:
+def data_offset(volume: str, message_id: int, topic: str = "t", entries: int = ENTRIES) -> tuple[str, int]:
     """Path of a message's data file and the offset of its first byte."""
-    return seg(volume, message_id - message_id % ENTRIES, "dat"), record(volume, message_id).offset
+    first = message_id - message_id % entries
+    return seg(volume, first, "dat", topic), record(volume, message_id, topic, entries).offset
 
 
 def repaired(store: Store, volumes: list[str], sent: list[bytes]) -> None:

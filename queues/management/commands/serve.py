@@ -14,6 +14,8 @@ from gunicorn.app.base import BaseApplication
 from queues import metrics
 from queues.storage import Store, VolumeError
 
+from .recover import recover_at_startup
+
 # haraqa's boolean flags: (flag, setting and environment variable, what it turns on)
 SWITCHES = [
     ("cors", "HARAQA_CORS", "Access-Control-Allow-Origin: * on every answer"),
@@ -71,6 +73,14 @@ class Command(BaseCommand):
                 help=f"{what} (haraqa -{flag}); on unless ${name}=0",
             )
         parser.add_argument(
+            "--recover", action=argparse.BooleanOptionalAction, default=True,
+            help="before serving, repair every topic from the volumes that hold it intact (manage.py recover)",
+        )
+        parser.add_argument(
+            "--full-recover", action="store_true",
+            help="at startup also verify every message's checksum (reads all data) instead of the structure only",
+        )
+        parser.add_argument(
             "--access-log", action=argparse.BooleanOptionalAction, default=settings.HARAQA_ACCESS_LOG,
             help="one line per request on stderr: method, path, status, bytes, duration; on unless $HARAQA_ACCESS_LOG=0",
         )
@@ -96,6 +106,8 @@ class Command(BaseCommand):
             Store(volumes, opts["entries"], opts["fsync"], opts["max_batch_bytes"]).prepare_volumes()
         except VolumeError as exc:
             raise CommandError(str(exc)) from None
+        if opts["recover"]:
+            recover_at_startup(volumes, opts["full_recover"], self.stdout)
         call_command("migrate", interactive=False, verbosity=0)
 
         from haraqa_site.wsgi import application
