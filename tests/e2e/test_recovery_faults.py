@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pytest
 from queues.storage.layout import TopicDir
 from queues.storage.records import RECORD_SIZE, IndexRecord
 from tests.conftest import REPO
-from tests.storage.test_recovery import assert_identical, data_offset, flip, seg
+from tests.storage.test_recovery import assert_identical, data_offset, flip, seg, while_running
 
 pytestmark = pytest.mark.e2e
 
@@ -240,29 +239,16 @@ def test_recover_while_producers_are_writing(server, connect, volumes, tmp_path)
     client = connect(server.url)
     sent = fill(client)
     os.unlink(seg(volumes[0], 50, "dat"))
-    acknowledged: dict[int, list[bytes]] = {}
-    failures: list[BaseException] = []
+    acknowledged: dict[int, list[bytes]] = {worker: [] for worker in range(3)}
 
     def producer(worker: int) -> None:
         writer = connect(server.url)
-        acknowledged[worker] = []
-        try:
-            for n in range(60):
-                batch = [f"p{worker}-{n}-{k}".encode() * (k + 1) for k in range(4)]
-                writer.produce("t", batch)
-                acknowledged[worker].extend(batch)
-        except BaseException as exc:  # reported by the assertion below
-            failures.append(exc)
+        for n in range(60):
+            batch = [f"p{worker}-{n}-{k}".encode() * (k + 1) for k in range(4)]
+            writer.produce("t", batch)
+            acknowledged[worker].extend(batch)
 
-    threads = [threading.Thread(target=producer, args=(w,)) for w in range(3)]
-    for thread in threads:
-        thread.start()
-    runs = []
-    while any(t.is_alive() for t in threads) or not runs:
-        runs.append(manage(tmp_path, "recover", *volumes))
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    runs = while_running([lambda w=w: producer(w) for w in acknowledged], lambda: manage(tmp_path, "recover", *volumes))
     assert all(run.returncode == 0 for run in runs), [run.stdout for run in runs]
     assert "data file missing - repaired" in runs[0].stdout
     served = client.consume_all("t")

@@ -11,7 +11,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -21,6 +23,7 @@ from queues.storage.layout import TopicDir
 from queues.storage.records import RECORD_SIZE, Commit, IndexRecord
 
 REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 ENTRIES = 5
 COUNT = 23  # segments 0, 5, 10, 15 and the active one, 20, holding 3 messages
 
@@ -487,31 +490,43 @@ def _run_check_killed_after(volumes: list[str], steps: int) -> int:
     return result.returncode
 
 
+def while_running(jobs: list[Callable[[], None]], action: Callable[[], T]) -> list[T]:
+    """Run ``jobs`` in threads and ``action`` over and over (at least once) until they end."""
+    failures: list[BaseException] = []
+
+    def guarded(job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BaseException as exc:  # reported by the assertion below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    results = []
+    while any(t.is_alive() for t in threads) or not results:
+        results.append(action())
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    return results
+
+
 def test_check_with_fix_while_producers_write_loses_nothing(volumes):
     store, sent = filled(volumes)
     os.unlink(seg(volumes[0], 5, "dat"))
     acknowledged: list[bytes] = []
-    errors: list[BaseException] = []
 
     def producer(worker: int) -> None:
         writer = Store(volumes, entries_per_segment=ENTRIES)
-        try:
-            for n in range(40):
-                batch = [f"w{worker}-{n}-{k}".encode() for k in range(3)]
-                produce(writer, "t", batch)
-                acknowledged.extend(batch)
-        except BaseException as exc:  # reported by the assertion below
-            errors.append(exc)
+        for n in range(40):
+            batch = [f"w{worker}-{n}-{k}".encode() for k in range(3)]
+            produce(writer, "t", batch)
+            acknowledged.extend(batch)
 
-    threads = [threading.Thread(target=producer, args=(w,)) for w in range(2)]
-    for thread in threads:
-        thread.start()
-    reports = []
-    while any(t.is_alive() for t in threads):
-        reports.append(Store(volumes, entries_per_segment=ENTRIES).check(fix=True))
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    reports = while_running(
+        [lambda w=w: producer(w) for w in range(2)], lambda: Store(volumes, entries_per_segment=ENTRIES).check(fix=True)
+    )
     assert all(report.ok for report in reports)
     assert store.check().healthy
     everything = served(store)
