@@ -20,7 +20,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.functional import cached_property
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 TOPICS_PER_PAGE = 50
 MESSAGES_PER_PAGE = 20
+SEGMENTS_PER_PAGE = 20
 LIST_PREVIEW_BYTES = 256
 MESSAGE_PREVIEW_BYTES = 64 * 1024
 AUTO_VERIFY_BYTES = 8 * 1024 * 1024  # topic pages verify every checksum below this size
@@ -195,7 +196,7 @@ class TopicListView(AdminPageView):
         return super().get_context_data(
             rows=rows,
             page=page,
-            page_links=page_links(page),
+            page_links=page_links(page, self.request, "p"),
             total=len(names),
             query=query,
             mode=mode,
@@ -222,10 +223,17 @@ def sort_columns(field: str, descending: bool) -> list[dict[str, str]]:
     return columns
 
 
-def page_links(page: Page) -> list[int | None]:
-    """Page numbers around the current one; None marks a gap."""
-    numbers = page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)
-    return [n if isinstance(n, int) else None for n in numbers]
+def page_links(page: Page, request: HttpRequest, param: str) -> list[dict[str, Any]]:
+    """Links to the pages around the current one (``url`` None marks a gap), keeping the query."""
+    links = []
+    for number in page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1):
+        if not isinstance(number, int):
+            links.append({"number": "…", "url": None, "current": False})
+            continue
+        query = request.GET.copy()
+        query[param] = str(number)
+        links.append({"number": number, "url": f"?{query.urlencode()}", "current": number == page.number})
+    return links
 
 
 class TopicChartView(AdminPageView):
@@ -320,10 +328,16 @@ class TopicDetailView(TopicPageView):
             found, browser_error = [], str(exc)
         start = max(start, offsets.min_offset)
         newest = max(offsets.min_offset, offsets.max_offset - MESSAGES_PER_PAGE)
+        # Segments are paged (a long topic has hundreds); the newest, where writes land, first shown.
+        paginator = Paginator(range(stats.segments if stats else 1), SEGMENTS_PER_PAGE)
+        segment_page = paginator.get_page(self.request.GET.get("sp") or paginator.num_pages)
+        shown = segment_page.object_list
         return super().get_context_data(
             stats=stats,
             served_from=store.volumes[-1],
-            volumes=segment_table(store.volumes, topic, verify),
+            volumes=segment_table(store.volumes, topic, verify, shown.start, len(shown)),
+            segment_page=segment_page,
+            segment_page_links=page_links(segment_page, self.request, "sp"),
             verified=verify,
             rows=[
                 {"info": m, "time": timestamp(m.timestamp_ns), "preview": preview(m.head, m.complete)} for m in found

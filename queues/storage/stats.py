@@ -2,8 +2,9 @@
 
 Cheap by design: a topic's summary costs one directory listing, one commit read and a
 ``stat`` per segment; per-volume health compares commit records and segment lists only.
-Checksums are read only when asked (``segment_table(verify=True)``). Nothing here takes
-a lock or writes, so it never slows producers down; a produce racing a read may show a
+Checksums are read only when asked (``segment_table(verify=True)``, through recovery's
+``verify_segment`` so the admin and ``check`` judge copies alike). Nothing here takes a
+lock or writes, so it never slows producers down; a produce racing a read may show a
 volume briefly out of sync.
 """
 
@@ -17,11 +18,11 @@ from typing import Literal
 
 from .errors import Corruption, MessageDamaged, NoContent
 from .layout import TopicDir, pread_file, walk_topics
-from .records import RECORD_SIZE, Commit, IndexRecord, is_sealed
+from .records import RECORD_SIZE, Commit, IndexRecord
 from .store import Store
+from .verify import read_copy, verify_segment
 
 Health = Literal["ok", "missing", "out of sync", "corrupt"]
-VERIFY_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,22 @@ class SegmentRow:
     messages: int  # messages the commit counts in this segment
     data_bytes: int | None  # None: file missing
     index_bytes: int | None
-    status: str  # "ok", "not verified", or what is wrong
+    verified: bool  # message checksums were read (else only the structure was compared)
+    problems: list[str] = field(default_factory=list)  # what ``verify_segment`` found wrong
     bad_ids: list[int] = field(default_factory=list)
+    lost_ids: list[int] = field(default_factory=list)  # damaged on every volume
 
     @property
     def ok(self) -> bool:
-        return self.status in ("ok", "not verified")
+        return not self.problems and not self.lost_ids
+
+    @property
+    def status(self) -> str:
+        if self.problems:
+            return ", ".join(self.problems)
+        if self.lost_ids:
+            return "damaged"
+        return "ok" if self.verified else "not verified"
 
 
 @dataclass
@@ -124,80 +135,54 @@ class VolumeSegments:
     segments: list[SegmentRow]
 
 
-def segment_table(volumes: list[str], topic: str, verify: bool) -> list[VolumeSegments]:
-    """Every volume's segments of ``topic`` with sizes and, with ``verify``, checksum status.
+def segment_table(
+    volumes: list[str], topic: str, verify: bool, start: int = 0, limit: int | None = None
+) -> list[VolumeSegments]:
+    """Every volume's segments of ``topic`` (``limit`` of them from position ``start``)
+    with sizes and checksum status.
 
-    Index records are always checked (32 bytes a message); ``verify`` also reads every
-    message and compares its crc. The segments listed are those of the last volume
-    holding a readable commit (haraqa's rule for which copy is authoritative).
+    Uses recovery's ``verify_segment``: the copies' index records and sizes are always
+    compared; with ``verify`` every message's checksum is read on every copy (otherwise
+    only where the structure disagrees). The segments listed are those of the last
+    volume holding a readable commit (haraqa's rule for which copy is authoritative).
     """
     badges = topic_health(volumes, topic)
-    segments: list[int] = []
-    ends: list[int] = []
-    for badge in reversed(badges):
-        if badge.health not in ("missing", "corrupt"):
-            source = TopicDir(badge.volume, topic)
-            commit = source.read_commit()
-            if commit is not None:
-                segments = committed_segments(source, commit)
-                ends = segments[1:] + [commit.next_id]
-                break
-    return [
-        VolumeSegments(
-            badge.volume,
-            badge.health,
-            [_segment_row(TopicDir(badge.volume, topic), first, end, verify) for first, end in zip(segments, ends)],
-        )
-        for badge in badges
-    ]
+    rows: list[list[SegmentRow]] = [[] for _ in volumes]
+    commit, source = _last_commit(volumes, topic)
+    if commit is not None:
+        segments = committed_segments(source, commit) or [commit.active_segment]
+        ends = segments[1:] + [commit.next_id]
+        stop = None if limit is None else start + limit
+        for first, end in zip(segments[start:stop], ends[start:stop]):
+            count = end - first
+            copies = [read_copy(pos, TopicDir(volume, topic), first, count) for pos, volume in enumerate(volumes)]
+            end_hint = commit.data_end if first == commit.active_segment else None
+            verdict = verify_segment(copies, count, end_hint, deep=verify)
+            for pos, judged in enumerate(verdict.copies):
+                copy = judged.copy
+                rows[pos].append(
+                    SegmentRow(
+                        first_id=first,
+                        messages=count,
+                        data_bytes=copy.data_size if copy.data_size >= 0 else None,
+                        index_bytes=copy.index_size if copy.index_size >= 0 else None,
+                        verified=verify or verdict.bytes_read > 0,
+                        problems=[what for what, _ in judged.problems],
+                        bad_ids=sorted({i for _, ids in judged.problems for i in ids}),
+                        lost_ids=verdict.lost,
+                    )
+                )
+    return [VolumeSegments(b.volume, b.health, r) for b, r in zip(badges, rows)]
 
 
-def _segment_row(topic_dir: TopicDir, first: int, end: int, verify: bool) -> SegmentRow:
-    count = end - first
-    data_path, index_path = topic_dir.segment_path(first, "dat"), topic_dir.segment_path(first, "idx")
-    row = SegmentRow(first, count, _file_size(data_path), _file_size(index_path), "ok")
-    if row.data_bytes is None or row.index_bytes is None:
-        row.status = "missing"
-        return row
-    raw = pread_file(index_path, 0, count * RECORD_SIZE)
-    if len(raw) < count * RECORD_SIZE:
-        row.status = "index short"
-        return row
-    records = []
-    for position in range(count):
-        record = raw[position * RECORD_SIZE : (position + 1) * RECORD_SIZE]
-        if not is_sealed(record):
-            row.bad_ids.append(first + position)
-        records.append(IndexRecord.unpack(record))
-    if row.bad_ids:
-        row.status = "index corrupt"
-        return row
-    if records and records[-1].end > row.data_bytes:
-        row.status = "data short"
-        return row
-    if not verify:
-        row.status = "not verified"
-        return row
-    row.bad_ids = [first + i for i, ok in enumerate(_data_checksums_match(data_path, records)) if not ok]
-    row.status = "data corrupt" if row.bad_ids else "ok"
-    return row
-
-
-def _data_checksums_match(path: str, records: list[IndexRecord]) -> list[bool]:
-    """Stream ``path`` message by message (bounded memory) and compare each crc."""
-    out = []
-    with open(path, "rb", buffering=0) as f:
-        fd = f.fileno()
-        for record in records:
-            crc, at = 0, record.offset
-            while at < record.end:
-                chunk = os.pread(fd, min(VERIFY_CHUNK, record.end - at), at)
-                if not chunk:
-                    break
-                crc = zlib.crc32(chunk, crc)
-                at += len(chunk)
-            out.append(at == record.end and crc == record.data_crc)
-    return out
+def _last_commit(volumes: list[str], topic: str) -> tuple[Commit | None, TopicDir]:
+    """The commit of the last volume that holds a readable one."""
+    for volume in reversed(volumes):
+        topic_dir = TopicDir(volume, topic)
+        commit = _commit_state(topic_dir)
+        if isinstance(commit, Commit):
+            return commit, topic_dir
+    return None, TopicDir(volumes[-1], topic)
 
 
 # the message browser

@@ -86,6 +86,7 @@ def test_admin_end_to_end_in_chromium(server_factory, volumes, tmp_path, browser
     assert request("PUT", f"{server.url}/topics/orders") == 201
     for batch in range(4):
         produce(server.url, "orders", [b"order %d-%d" % (batch, i) for i in range(batch * 3 + 1)])
+    assert request("PUT", f"{server.url}/topics/scratch") == 201
 
     page = browser_page
     dialogs: list[str] = []
@@ -110,11 +111,11 @@ def test_admin_end_to_end_in_chromium(server_factory, volumes, tmp_path, browser
     # Topics: every topic with its figures, and the chart drawn from our static files.
     page.wait_for_selector("#topic-chart.queues-chart-ready")
     rows = page.locator("#result_list tbody tr")
-    assert rows.count() == 2
+    assert rows.count() == 3
     orders = rows.filter(has_text="orders")
     assert orders.locator("td").nth(2).inner_text() == "22"  # messages 0..21
     assert page.locator('#topic-chart svg[data-series="bytes"] rect').count() == 2
-    assert page.locator("#result_list .queues-badge-ok").count() == 2 * len(volumes)
+    assert page.locator("#result_list .queues-badge-ok").count() == 3 * len(volumes)
     screenshot("topics")
 
     # One topic: segments per volume and the message browser.
@@ -133,6 +134,30 @@ def test_admin_end_to_end_in_chromium(server_factory, volumes, tmp_path, browser
     assert page.evaluate("() => [...document.scripts].some(s => s.textContent.includes('alert(1)'))") is False
     assert dialogs == []
     screenshot("message")
+
+    # Produce from the form, truncate and delete through their confirmation pages.
+    page.goto(f"{server.url}/admin/queues/topic/orders/")
+    page.fill("#id_body", "hello from the admin")
+    page.click("input[type=submit][value=Produce]")
+    page.wait_for_selector(".messagelist .success")
+    assert page.locator(".queues-messages tbody tr").first.locator("pre").inner_text() == "hello from the admin"
+    page.fill("#id_before_id", "10")
+    page.click("input[type=submit][value='Truncate…']")
+    page.wait_for_selector("text=Truncate orders?")
+    screenshot("truncate-confirm")
+    page.click("input[type=submit][value='Yes, truncate']")
+    page.wait_for_selector(".messagelist .success")
+    assert "first stored id 0 -> 10" in page.locator(".messagelist").inner_text()
+    page.goto(f"{server.url}/admin/queues/topic/scratch/")
+    page.click("a.deletelink")
+    page.wait_for_selector("text=Delete scratch?")
+    screenshot("delete-confirm")
+    page.click("input[type=submit][value='Yes, delete']")
+    page.wait_for_url("**/admin/queues/topic/")
+    assert page.locator("#result_list tbody tr").count() == 2
+    page.goto(f"{server.url}/admin/")
+    assert page.locator("#recent-actions-module").inner_text().count("orders") == 2  # produce, truncate
+    screenshot("index")
 
     # Wipe the volume reads come from, then repair it from the others.
     healthy = tree(volumes[0])

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 
-from queues.admin_views import MESSAGES_PER_PAGE, preview
+from queues.admin_views import MESSAGES_PER_PAGE, SEGMENTS_PER_PAGE, preview
 from queues.storage import TopicNotFound
 
 from .conftest import produce, topic_url
@@ -43,9 +43,11 @@ def test_a_flipped_byte_shows_as_a_checksum_failure_with_the_message_id(admin_cl
     flip_byte(os.path.join(store.volumes[1], "orders", "00000000000000000000.idx"), 32 * 3 + 9)  # record 3
     volumes = admin_client.get(topic_url("change", "orders")).context["volumes"]
     assert [(s.status, s.bad_ids) for s in volumes[0].segments] == [("ok", []), ("data corrupt", [6])]
-    assert [(s.status, s.bad_ids) for s in volumes[1].segments] == [("index corrupt", [3]), ("ok", [])]
+    assert [(s.status, s.bad_ids) for s in volumes[1].segments] == [("index records corrupt", [3]), ("ok", [])]
     os.unlink(os.path.join(store.volumes[1], "orders", "00000000000000000005.dat"))
-    assert admin_client.get(topic_url("change", "orders")).context["volumes"][1].segments[1].status == "missing"
+    page = admin_client.get(topic_url("change", "orders"))
+    assert page.context["volumes"][1].segments[1].status == "data file missing"
+    assert "queues-badge-bad" in page.content.decode()
 
 
 def test_large_topics_verify_checksums_only_when_asked(admin_client, store, monkeypatch):
@@ -53,8 +55,19 @@ def test_large_topics_verify_checksums_only_when_asked(admin_client, store, monk
     produce(store, "orders", [b"%02d" % i for i in range(7)])
     page = admin_client.get(topic_url("change", "orders"))
     assert {s.status for v in page.context["volumes"] for s in v.segments} == {"not verified"}
-    assert 'href="?verify=1"' in page.content.decode()
+    assert 'href="?verify=1#segments"' in page.content.decode()
     page = admin_client.get(topic_url("change", "orders"), {"verify": "1"})
+    assert {s.status for v in page.context["volumes"] for s in v.segments} == {"ok"}
+
+
+def test_segment_table_is_paged_newest_first(admin_client, store):
+    produce(store, "long", [b"x"] * (5 * SEGMENTS_PER_PAGE + 12))  # 23 segments of 5
+    url = topic_url("change", "long")
+    page = admin_client.get(url)
+    assert [s.first_id for s in page.context["volumes"][0].segments] == [100, 105, 110]
+    assert "?sp=1" in page.content.decode()
+    page = admin_client.get(url, {"sp": 1, "verify": 1})
+    assert [s.first_id for s in page.context["volumes"][2].segments] == list(range(0, 100, 5))
     assert {s.status for v in page.context["volumes"] for s in v.segments} == {"ok"}
 
 

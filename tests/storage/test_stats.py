@@ -53,11 +53,22 @@ def test_segment_table_reports_each_kind_of_damage(store):
     with open(os.path.join(last, "t", "00000000000000000000.dat"), "r+b") as f:
         f.write(b"X")
     table = {v.volume: [(s.first_id, s.status, s.bad_ids) for s in v.segments] for v in segment_table(store.volumes, "t", True)}
-    assert table[first] == [(0, "ok", []), (5, "data short", [])]
-    assert table[second] == [(0, "ok", []), (5, "index short", [])]
+    assert table[first] == [(0, "ok", []), (5, "data file short", [7, 8, 9])]
+    assert table[second] == [(0, "ok", []), (5, "index file short", [7, 8, 9])]
     assert table[last] == [(0, "data corrupt", [0]), (5, "ok", [])]
     unverified = segment_table(store.volumes, "t", False)
-    assert [s.status for s in unverified[-1].segments] == ["not verified", "not verified"]
+    assert [s.status for s in unverified[-1].segments] == ["not verified", "ok"]  # structure differs: data read
+
+
+def test_messages_damaged_everywhere_are_listed_on_every_volume(store):
+    produce(store, "t", [b"aaaa", b"bbbb"])
+    for volume in store.volumes:
+        with open(os.path.join(volume, "t", "00000000000000000000.dat"), "r+b") as f:
+            f.write(b"X")
+    store.check(fix=True)
+    rows = [v.segments[0] for v in segment_table(store.volumes, "t", True)]
+    assert [(r.status, r.lost_ids) for r in rows] == [("damaged", [0])] * 3
+    assert [(m.id, m.damaged) for m in browse(store, "t", 0, 5, 10)] == [(0, True), (1, False)]
 
 
 def test_segment_table_uses_the_last_volume_holding_the_topic(store):
@@ -66,7 +77,7 @@ def test_segment_table_uses_the_last_volume_holding_the_topic(store):
     tables = segment_table(store.volumes, "t", True)
     assert [v.health for v in tables] == ["out of sync", "out of sync", "missing"]
     assert [s.status for s in tables[0].segments] == ["ok", "ok"]
-    assert [s.status for s in tables[-1].segments] == ["missing", "missing"]
+    assert [s.status for s in tables[-1].segments] == ["index file missing, data file missing"] * 2
 
 
 def test_browse_crosses_segments_and_returns_heads_only(store):
