@@ -14,6 +14,7 @@ import glob
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 
 from django.core.exceptions import MiddlewareNotUsed
@@ -36,7 +37,9 @@ CONSUMED_BYTES = Counter("haraqa_consumed_bytes", "Message bytes sent to consume
 # haraqa's own names, so its dashboards keep working
 PRODUCE_BATCH = Histogram("produce_batch_size", "Messages per produce request.", buckets=BATCH_BUCKETS)
 CONSUME_BATCH = Histogram("consume_batch_size", "Messages per consume response.", buckets=BATCH_BUCKETS)
-RECOVERY_RUNS = Counter("haraqa_recovery_runs", "Recovery runs by result.", ["result"])
+RECOVERY_RUNS = Counter(
+    "haraqa_recovery_runs", "Check/recovery runs by result: healthy, repaired, unrepairable, problems_found.", ["result"]
+)
 RECOVERY_REPAIRS = Counter("haraqa_recovery_repairs", "Problems repaired by recovery runs.")
 DEGRADED_READS = Counter("haraqa_degraded_reads", "Consumes served from another volume than the last.")
 
@@ -47,21 +50,36 @@ def record_produce(sizes: list[int]) -> None:
     PRODUCE_BATCH.observe(len(sizes))
 
 
-def record_consume(sizes: list[int]) -> None:
+def record_consume(sizes: list[int], degraded_reads: int) -> None:
+    """A consume answer; ``degraded_reads`` is the store's running count of them in this process."""
     CONSUMED_MESSAGES.inc(len(sizes))
     CONSUMED_BYTES.inc(sum(sizes))
     CONSUME_BATCH.observe(len(sizes))
+    if degraded_reads > _degraded_seen[0]:
+        _catch_up_degraded_reads(degraded_reads)
 
 
-def record_recovery(repairs: int, unrepairable: int) -> None:
-    """One recovery run (startup, admin or command inside the server) and what it did."""
-    result = "unrepairable" if unrepairable else "repaired" if repairs else "healthy"
+_degraded_seen = [0]
+_degraded_guard = threading.Lock()
+
+
+def _catch_up_degraded_reads(total: int) -> None:
+    with _degraded_guard:
+        if total > _degraded_seen[0]:
+            DEGRADED_READS.inc(total - _degraded_seen[0])
+            _degraded_seen[0] = total
+
+
+def record_recovery(report) -> None:
+    """A ``Store.check`` run inside the server (startup recovery, admin) and its outcome."""
+    if report.healthy:
+        result = "healthy"
+    elif report.ok:
+        result = "repaired"
+    else:
+        result = "unrepairable" if report.fix else "problems_found"
     RECOVERY_RUNS.labels(result).inc()
-    RECOVERY_REPAIRS.inc(repairs)
-
-
-def record_degraded_read() -> None:
-    DEGRADED_READS.inc()
+    RECOVERY_REPAIRS.inc(report.repaired)
 
 
 class VolumeCollector:

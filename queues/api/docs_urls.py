@@ -35,11 +35,20 @@ class SchemaView(DocsEnabledMixin, SpectacularAPIView):
     content_negotiation_class = YamlUnlessJsonAsked
 
 
-class SwaggerView(DocsEnabledMixin, SpectacularSwaggerView):
+class ThisServerOnlyMixin:
+    """The page may load nothing from elsewhere: Redoc's footer logo would come from its CDN."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Content-Security-Policy"] = "default-src 'self' 'unsafe-inline' data: blob:"
+        return response
+
+
+class SwaggerView(DocsEnabledMixin, ThisServerOnlyMixin, SpectacularSwaggerView):
     pass
 
 
-class RedocView(DocsEnabledMixin, SpectacularRedocView):
+class RedocView(DocsEnabledMixin, ThisServerOnlyMixin, SpectacularRedocView):
     template_name = "queues/docs/redoc.html"  # drf-spectacular's page without its Google Fonts links
 
 

@@ -76,7 +76,7 @@ class TopicApi(APIView):
             messages = store.consume_group(topic, group, start, limit)
         else:
             messages = store.consume(topic, start, limit)
-        metrics.record_consume(messages.sizes)
+        metrics.record_consume(messages.sizes, store.degraded_reads)
         return _messages_response(messages, request.headers.get("Accept", ""))
 
     @schema.modify_topic

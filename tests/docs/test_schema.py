@@ -106,7 +106,9 @@ def test_docs_index_links_both_pages(client):
 
 @pytest.mark.parametrize("url", ["/docs/swagger", "/docs/redocs"])
 def test_doc_pages_load_only_assets_of_this_server(client, url):
-    page = client.get(url).content.decode()
+    response = client.get(url)
+    assert response["Content-Security-Policy"] == "default-src 'self' 'unsafe-inline' data: blob:"
+    page = response.content.decode()
     assert "googleapis" not in page and "cdn" not in page.lower()
     assets = re.findall(r'(?:src|href)="([^"]+)"', page)
     assert assets and all(asset.startswith("/") for asset in assets), assets

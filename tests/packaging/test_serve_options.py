@@ -1,0 +1,91 @@
+"""``manage.py serve``'s haraqa flags (-cors, -docs, -prometheus), their environment variables, the
+startup lines and the one-line-per-request log, against real servers."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+from ..conftest import REPO
+from ..e2e.client import HaraqaClient
+
+pytestmark = pytest.mark.e2e
+
+PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-sizes, content-type"}
+
+
+def status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_defaults_cors_docs_metrics_startup_lines_and_request_log(server_factory, volumes):
+    server = server_factory(volumes, "--workers", "2")
+    client = HaraqaClient(server.url)
+    try:
+        client.create("logged")
+        client.produce("logged", [b"hello", b"abc"])
+        status, headers, body = client.request("GET", "/topics/logged", headers={"X-Id": "0", "X-Limit": "5"})
+        assert (status, body) == (200, b"helloabc")
+        assert headers["Access-Control-Allow-Origin"] == "*"
+        assert "X-Sizes" in headers["Access-Control-Expose-Headers"]
+        status, headers, _ = client.request("OPTIONS", "/topics/logged", headers=PREFLIGHT)
+        assert status == 200
+        assert headers["Access-Control-Allow-Origin"] == "*"
+        assert headers["Access-Control-Allow-Methods"] == "POST"
+        assert headers["Access-Control-Allow-Headers"] == "x-sizes, content-type"
+        assert client.request("GET", "/topics/missing", headers={"X-Id": "0"})[1]["Access-Control-Allow-Origin"] == "*"
+    finally:
+        client.close()
+    for page in ("/docs/", "/docs/swagger", "/docs/redocs", "/docs/swagger.yaml", "/api/schema/", "/metrics"):
+        assert status_of(f"{server.url}{page}") == 200, page
+
+    log = server.log()
+    assert f"docs {server.url}/docs/ (swagger {server.url}/docs/swagger, redoc {server.url}/docs/redocs)" in log
+    assert f"metrics {server.url}/metrics; cors on" in log
+    assert "volumes " + ", ".join(volumes) in log
+    lines = re.findall(r"^127\.0\.0\.1 \[[^\]]+\] (\S+) (\S+) (\d{3}) (\d+) [\d.]+ms$", log, re.M)
+    assert ("PUT", "/topics/logged", "201", "7") in lines
+    assert ("POST", "/topics/logged", "204", "0") in lines
+    assert ("GET", "/topics/logged", "200", "8") in lines  # sent with sendfile, still counted
+    assert ("GET", "/topics/missing", "412", "20") in lines
+
+
+def test_flags_and_environment_turn_cors_docs_metrics_and_request_log_off(server_factory, volumes):
+    server = server_factory(
+        volumes, "--workers", "1", "--no-cors", "--no-docs", "--no-access-log", env={"HARAQA_PROMETHEUS": "0"}
+    )
+    for page in ("/docs/", "/docs/swagger", "/docs/redocs", "/docs/swagger.yaml", "/api/schema/", "/metrics"):
+        assert status_of(f"{server.url}{page}") == 404, page
+    client = HaraqaClient(server.url)
+    try:
+        status, headers, _ = client.request("GET", "/topics")
+        assert status == 200 and "Access-Control-Allow-Origin" not in headers
+        status, headers, _ = client.request("OPTIONS", "/topics/any", headers=PREFLIGHT)
+        assert status == 200 and "Access-Control-Allow-Origin" not in headers  # browsers refuse: CORS is off
+        assert headers["Access-Control-Allow-Methods"] == "POST"  # the wire contract's echo stays
+    finally:
+        client.close()
+    log = server.log()
+    assert "docs off; metrics off; cors off" in log
+    assert not re.search(r"^127\.0\.0\.1 \[", log, re.M)
+
+
+def test_help_documents_haraqa_flags_and_their_environment():
+    run = subprocess.run(
+        [sys.executable, "manage.py", "serve", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
+    )
+    text = " ".join(run.stdout.split())
+    for flag, env in (("--port", "HARAQA_PORT"), ("--entries", "HARAQA_ENTRIES"), ("--limit", "HARAQA_LIMIT"),
+                      ("--cors, --no-cors", "HARAQA_CORS"), ("--docs, --no-docs", "HARAQA_DOCS"),
+                      ("--prometheus, --no-prometheus", "HARAQA_PROMETHEUS")):
+        assert flag in text and env in text, flag
+    assert "haraqa -http" in text and "haraqa -prometheus" in text
