@@ -67,8 +67,8 @@ def start_server(
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"server-{port}.log"
-    full_env = {**os.environ, "HARAQA_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(env or {})}
-    full_env.pop("DJANGO_SETTINGS_MODULE", None)
+    inherited = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    full_env = {**inherited, "HARAQA_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(env or {})}
     command = [sys.executable, str(REPO / "manage.py"), "serve", "--port", str(port), *extra, *volumes]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
