@@ -22,6 +22,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.views.generic import TemplateView
@@ -76,10 +77,12 @@ class AdminPageView(TemplateView):
         except (TopicNotFound, InvalidTopic):
             raise Http404("No such topic") from None
         except StorageError as exc:
-            if request.method != "POST":
-                raise
-            messages.error(request, f"The storage engine refused: {exc}")
-            return HttpResponseRedirect(request.path)
+            if request.method == "POST":
+                messages.error(request, f"The storage engine refused: {exc}")
+                return HttpResponseRedirect(self.back_url())
+            context = {**self.model_admin.admin_site.each_context(request), "opts": self.model_admin.opts,
+                       "title": "Storage error", "error": str(exc)}
+            return TemplateResponse(request, "admin/queues/storage_error.html", context, status=503)
 
     def get_context_data(self, **kwargs) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -93,6 +96,10 @@ class AdminPageView(TemplateView):
 
     def load(self) -> None:
         """Hook: find the page's object before the handler runs, inside the error mapping."""
+
+    def back_url(self) -> str:
+        """Where a failed action sends the user back to."""
+        return self.admin_url("changelist")
 
     def get_title(self) -> str:
         return self.title
@@ -123,6 +130,9 @@ class TopicPageView(AdminPageView):
     def topic_url(self, name: str = "change", *args: Any) -> str:
         return self.admin_url(name, quote(self.topic), *args)
 
+    def back_url(self) -> str:
+        return self.topic_url()
+
     def get_title(self) -> str:
         return f"{self.title} {self.topic}".strip()
 
@@ -148,11 +158,15 @@ class TopicRow:
         return datetime.fromtimestamp(self.stats.last_write, tz=timezone.utc)
 
 
-def topic_filter(query: str, mode: str) -> str | None:
-    """The regex for the filter box: a literal prefix, or the user's regex as is."""
-    if not query:
-        return None
-    return query if mode == "regex" else "^" + re.escape(query.lower())
+def filtered_topics(request: HttpRequest) -> tuple[list[str], str]:
+    """The topics the filter box (``q``, ``mode``: a literal prefix or a regex) selects, and
+    an error message for an invalid regex."""
+    query, mode = request.GET.get("q", ""), request.GET.get("mode", "prefix")
+    regex = None if not query else query if mode == "regex" else "^" + re.escape(query.lower())
+    try:
+        return get_store().list_topics(regex), ""
+    except re.error as exc:
+        return [], f"Invalid regular expression: {exc}"
 
 
 def safe_stats(volume: str, name: str) -> TopicStats | None:
@@ -173,15 +187,10 @@ class TopicListView(AdminPageView):
     title = "Topics"
 
     def get_context_data(self, **kwargs) -> dict[str, Any]:
-        query, mode = self.request.GET.get("q", ""), self.request.GET.get("mode", "prefix")
         order = self.request.GET.get("o", "name")
         field, descending = order.lstrip("-"), order.startswith("-")
         store = get_store()
-        try:
-            names = store.list_topics(topic_filter(query, mode))
-            error = ""
-        except re.error as exc:
-            names, error = [], f"Invalid regular expression: {exc}"
+        names, error = filtered_topics(self.request)
         if field in SORT_KEYS:
             # Sorting by a figure needs every topic's stats: one listing and commit read each.
             items: list = sorted(all_stats(names), key=SORT_KEYS[field], reverse=descending)
@@ -198,8 +207,8 @@ class TopicListView(AdminPageView):
             page=page,
             page_links=page_links(page, self.request, "p"),
             total=len(names),
-            query=query,
-            mode=mode,
+            query=self.request.GET.get("q", ""),
+            mode=self.request.GET.get("mode", "prefix"),
             error=error,
             columns=sort_columns(field, descending),
             volumes=store.volumes,
@@ -240,11 +249,7 @@ class TopicChartView(AdminPageView):
     """JSON for the chart: the largest filtered topics by bytes and by messages."""
 
     def get(self, request, *args, **kwargs):
-        try:
-            names = get_store().list_topics(topic_filter(request.GET.get("q", ""), request.GET.get("mode", "prefix")))
-        except re.error:
-            names = []
-        stats = all_stats(names)
+        stats = all_stats(filtered_topics(request)[0])
 
         def top(key: str) -> list[dict[str, Any]]:
             largest = sorted(stats, key=SORT_KEYS[key], reverse=True)[:CHART_TOPICS]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import threading
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from django.urls import reverse
 
 from queues.conf import get_store
 from queues.storage import Store
+from queues.storage.locks import LOCK_DIR
 
 
 @pytest.fixture
@@ -28,6 +30,17 @@ def produce(store: Store, topic: str, messages: list[bytes]) -> int:
     if topic not in store.list_topics():
         store.create_topic(topic)
     return store.produce(topic, [len(m) for m in messages], io.BytesIO(b"".join(messages)))
+
+
+def tree(volume: str) -> dict[str, bytes]:
+    """Every file of a volume (lock files aside) by relative path, with its bytes."""
+    out = {}
+    for root, dirs, files in os.walk(volume):
+        dirs[:] = [d for d in dirs if d != LOCK_DIR]
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                out[os.path.relpath(os.path.join(root, name), volume)] = f.read()
+    return out
 
 
 def topic_url(name: str, topic: str = "", *args: object) -> str:

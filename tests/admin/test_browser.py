@@ -18,6 +18,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from ..conftest import REPO
+from .conftest import tree
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -57,16 +58,6 @@ def create_superuser(data_dir: Path) -> None:
         [sys.executable, "manage.py", "createsuperuser", "--noinput"], cwd=REPO, env=env, check=True,
         capture_output=True,
     )
-
-
-def tree(volume: str) -> dict[str, bytes]:
-    out = {}
-    for root, dirs, files in os.walk(volume):
-        dirs[:] = [d for d in dirs if d != ".locks"]
-        for name in files:
-            with open(os.path.join(root, name), "rb") as f:
-                out[os.path.relpath(os.path.join(root, name), volume)] = f.read()
-    return out
 
 
 @pytest.fixture

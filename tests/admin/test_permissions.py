@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.test import Client
 
-from .conftest import produce, topic_url, volume_url
+from .conftest import produce, topic_url, tree, volume_url
 
 ALL = ("view_topics", "change_topics", "view_volumes", "can_recover")
 
@@ -54,15 +52,8 @@ def call(client: Client, page, topic: str):
     return response
 
 
-def disk(volumes: list[str]) -> dict[str, bytes]:
-    out = {}
-    for volume in volumes:
-        for root, _, files in os.walk(volume):
-            for name in files:
-                path = os.path.join(root, name)
-                with open(path, "rb") as f:
-                    out[path] = f.read()
-    return out
+def disk(volumes: list[str]) -> list[dict[str, bytes]]:
+    return [tree(volume) for volume in volumes]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=IDS)

@@ -194,3 +194,21 @@ def test_delete_asks_for_confirmation_then_deletes_and_logs(admin_client, admin_
     assert admin_client.post(topic_url("delete", "t")).status_code == 404
     with pytest.raises(TopicNotFound):
         store.offsets("t")
+
+
+def test_an_action_the_engine_refuses_goes_back_to_the_topic_with_the_reason(admin_client, store, settings):
+    store.create_topic("t")
+    settings.HARAQA_MAX_BATCH_BYTES = 4
+    response = admin_client.post(topic_url("produce", "t"), {"body": "too long"}, follow=True)
+    assert response.redirect_chain == [(topic_url("change", "t"), 302)]
+    assert "The storage engine refused: batch larger than 4 bytes" in response.content.decode()
+    assert not LogEntry.objects.exists()
+
+
+def test_an_unreadable_topic_shows_the_storage_error(admin_client, store):
+    produce(store, "t", [b"x"])
+    with open(os.path.join(store.volumes[-1], "t", ".commit"), "r+b") as f:
+        f.write(b"\xff" * 8)
+    page = admin_client.get(topic_url("change", "t"))
+    assert page.status_code == 503
+    assert "corrupt commit record" in page.content.decode()

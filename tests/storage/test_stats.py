@@ -52,7 +52,10 @@ def test_segment_table_reports_each_kind_of_damage(store):
     os.truncate(os.path.join(second, "t", "00000000000000000005.idx"), 64)
     with open(os.path.join(last, "t", "00000000000000000000.dat"), "r+b") as f:
         f.write(b"X")
-    table = {v.volume: [(s.first_id, s.status, s.bad_ids) for s in v.segments] for v in segment_table(store.volumes, "t", True)}
+    table = {
+        v.volume: [(s.first_id, s.status, s.bad_ids) for s in v.segments]
+        for v in segment_table(store.volumes, "t", True)
+    }
     assert table[first] == [(0, "ok", []), (5, "data file short", [7, 8, 9])]
     assert table[second] == [(0, "ok", []), (5, "index file short", [7, 8, 9])]
     assert table[last] == [(0, "data corrupt", [0]), (5, "ok", [])]
