@@ -31,7 +31,7 @@ from .layout import TopicDir, unlink_quietly, write_file_atomically
 from .locks import topic_lock
 from .names import check_group, normalize_topic
 from .records import INDEX_RECORD, RECORD_SIZE, Commit, is_sealed
-from .repair import TEMP_SUFFIX, Run, rebuild_file, trim_file
+from .repair import BATCH_BYTES, TEMP_SUFFIX, Run, StagedFiles, trim_file
 from .report import Lost, Problem, Report, id_ranges
 from .verify import SegmentVerdict, read_copy, verify_segment
 
@@ -117,7 +117,25 @@ def check_topic(volumes: list[str], topic: str, fix: bool, deep: bool, report: R
     firsts = sorted({first for names in on_disk for first in names if first <= target.active_segment})
     if not firsts or firsts[-1] != target.active_segment:
         firsts.append(target.active_segment)
-    active_end = 0
+    staged = StagedFiles()
+    try:
+        active_end = _check_segments(dirs, firsts, target, deep, fix, absent, staged, report, meter)
+        staged.publish()
+    except BaseException:
+        staged.discard()
+        raise
+    target = Commit(target.next_id, target.active_segment, active_end)
+    _check_groups(dirs, absent, report, fix)
+    _check_commits(dirs, commits, target, absent, report, fix)
+    _remove_leftovers(dirs, on_disk, target, report, fix)
+
+
+def _check_segments(
+    dirs: list[TopicDir], firsts: list[int], target: Commit, deep: bool, fix: bool, absent: set[int],
+    staged: StagedFiles, report: Report, meter: _Meter,
+) -> int:
+    """Check (and stage the repair of) every segment; return the data end of the last one."""
+    topic, active_end = dirs[0].topic, 0
     for k, first in enumerate(firsts):
         last = k == len(firsts) - 1
         count = (target.next_id if last else firsts[k + 1]) - first
@@ -130,12 +148,11 @@ def check_topic(volumes: list[str], topic: str, fix: bool, deep: bool, report: R
         report.bytes_checked += segment.bytes_read
         _record_segment(report, topic, segment, absent, fix)
         if fix:
-            report.bytes_copied += _repair_segment(segment, meter)
+            report.bytes_copied += _repair_segment(segment, staged, meter)
+            if staged.bytes >= BATCH_BYTES:
+                staged.publish()
         active_end = segment.end
-    target = Commit(target.next_id, target.active_segment, active_end)
-    _check_groups(dirs, absent, report, fix)
-    _check_commits(dirs, commits, target, absent, report, fix)
-    _remove_leftovers(dirs, on_disk, target, report, fix)
+    return active_end
 
 
 def _read_commit(topic_dir: TopicDir) -> tuple[bool, Commit | None]:
@@ -203,8 +220,9 @@ def _record_segment(report: Report, topic: str, segment: SegmentVerdict, absent:
     report.lost.extend(Lost(topic, a, b) for a, b in id_ranges(segment.lost))
 
 
-def _repair_segment(segment: SegmentVerdict, meter: _Meter) -> int:
-    """Bring every copy of the segment to the canonical bytes; return the bytes written."""
+def _repair_segment(segment: SegmentVerdict, staged: StagedFiles, meter: _Meter) -> int:
+    """Bring every copy of the segment to the canonical bytes (new files are staged, trims
+    are done in place); return the bytes written."""
     written = 0
     runs = _data_runs(segment)
     for verdict in segment.copies:
@@ -212,12 +230,11 @@ def _repair_segment(segment: SegmentVerdict, meter: _Meter) -> int:
         if verdict.data_action or verdict.index_action:
             os.makedirs(copy.topic_dir.path, exist_ok=True)
         if verdict.data_action == "write":
-            written += rebuild_file(copy.data_path, runs, meter.copied)
+            written += staged.copy(copy.data_path, runs, meter.copied)
         elif verdict.data_action == "trim":
             trim_file(copy.data_path, segment.end)
         if verdict.index_action == "write":
-            write_file_atomically(copy.index_path, segment.index, durable=True)
-            written += len(segment.index)
+            written += staged.write(copy.index_path, segment.index)
         elif verdict.index_action == "trim":
             trim_file(copy.index_path, len(segment.index))
     return written
@@ -226,6 +243,9 @@ def _repair_segment(segment: SegmentVerdict, meter: _Meter) -> int:
 def _data_runs(segment: SegmentVerdict) -> list[Run]:
     """The canonical data file as runs of bytes to copy, merged by source volume."""
     paths = {verdict.copy.position: verdict.copy.data_path for verdict in segment.copies}
+    source = segment.sources[0] if segment.sources else None
+    if source is not None and segment.sources.count(source) == len(segment.sources):
+        return [(paths[source], 0, segment.end)]  # the usual case: one copy holds it all
     runs: list[Run] = []
     for (offset, _, length, _, _), source in zip(segment.records, segment.sources):
         if not length:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,10 +28,11 @@ from .records import INDEX_RECORD, RECORD_SIZE, is_sealed, seal
 
 FLAG_DAMAGED = 1  # in an index record's flags word: the message is lost on every volume
 READ_CHUNK = 4 << 20
-FLAGS_WORD = 6  # the flags field as the 7th u32 word of a record
+FLAGS_WORD = 6  # the flags field as the 7th u32 word of a record (8 words each)
 
 SEALED_RECORD = struct.Struct("<QqIIII")  # an index record with its record_crc
 Record = tuple[int, int, int, int, int]  # offset, timestamp_ns, length, data_crc, flags
+_buffers = threading.local()
 
 
 @dataclass
@@ -108,19 +110,13 @@ def verify_segment(
         canonical = pack_records(records)
     verdicts = [CopyVerdict(c) for c in copies]
     suspect = any(c.index != canonical or c.data_size < end for c in copies)
+    preferred = None  # deep: the last volume whose copy verifies is the source of each message
     if deep or suspect:
-        ok, bytes_read = verify_data(copies, records, end, on_read)
+        ok, bytes_read, reference = verify_data(copies, records, end, on_read, compare=deep)
+        preferred = None if deep else reference  # quick: only the verified copy is a source
     else:
         ok, bytes_read = [bytearray(b"\1" * count) for _ in copies], 0
-    sources: list[int | None] = []
-    lost: list[int] = []
-    for i, record in enumerate(records):
-        source = next((c.position for c in reversed(copies) if ok[c.position][i]), None)
-        if source is None or i in rebuilt or record[4] & FLAG_DAMAGED:
-            lost.append(i)
-            end_of = record[0] + record[2]
-            source = next((c.position for c in reversed(copies) if c.data_size >= end_of), None)
-        sources.append(source)
+    sources, lost = _sources(copies, records, ok, rebuilt, canonical, preferred)
     if lost:
         lost_set = set(lost)
         records = [(*r[:4], r[4] | FLAG_DAMAGED) if i in lost_set else r for i, r in enumerate(records)]
@@ -130,6 +126,30 @@ def verify_segment(
     for verdict in verdicts:
         _judge_copy(verdict, segment, ok[verdict.copy.position], by_position)
     return segment
+
+
+def _sources(
+    copies: list[Copy], records: list[Record], ok: list[bytearray], rebuilt: set[int], canonical: bytes,
+    preferred: int | None,
+) -> tuple[list[int | None], list[int]]:
+    """Per message, the ``preferred`` copy if it verifies, else the last one that does; and
+    the messages no copy holds intact."""
+    first_choice = copies[-1].position if preferred is None else preferred
+    if not rebuilt and 0 not in ok[first_choice] and not any(memoryview(canonical).cast("I")[FLAGS_WORD::8].tobytes()):
+        return [first_choice] * len(records), []  # the healthy case
+    sources: list[int | None] = []
+    lost: list[int] = []
+    for i, record in enumerate(records):
+        if ok[first_choice][i]:
+            source: int | None = first_choice
+        else:
+            source = next((c.position for c in reversed(copies) if ok[c.position][i]), None)
+        if source is None or i in rebuilt or record[4] & FLAG_DAMAGED:
+            lost.append(i)
+            end_of = record[0] + record[2]
+            source = next((c.position for c in reversed(copies) if c.data_size >= end_of), None)
+        sources.append(source)
+    return sources, lost
 
 
 def pack_records(records: list[Record]) -> bytes:
@@ -150,16 +170,15 @@ def choose_records(copies: list[Copy], count: int, end_hint: int | None) -> tupl
 
 def _sound_records(raw: bytes) -> list[Record] | None:
     """The records of ``raw`` if every one is sealed and they lie back to back from 0."""
-    crc32, view, position = zlib.crc32, memoryview(raw), 0
-    records: list[Record] = []
-    for at, (offset, timestamp, length, crc, flags, record_crc) in zip(
-        range(0, len(raw), RECORD_SIZE), SEALED_RECORD.iter_unpack(raw)
-    ):
-        if offset != position or crc32(view[at : at + 28]) != record_crc:
-            return None
-        records.append((offset, timestamp, length, crc, flags))
-        position = offset + length
-    return records
+    full = list(SEALED_RECORD.iter_unpack(raw))
+    if not full:
+        return []
+    crc32, view = zlib.crc32, memoryview(raw)
+    if [crc32(view[at : at + 28]) for at in range(0, len(raw), RECORD_SIZE)] != [r[5] for r in full]:
+        return None
+    if full[0][0] != 0 or [r[0] for r in full[1:]] != [r[0] + r[2] for r in full[:-1]]:
+        return None
+    return [r[:5] for r in full]
 
 
 def _choose_each(copies: list[Copy], count: int, end_hint: int | None) -> tuple[list[Record], set[int]]:
@@ -211,37 +230,47 @@ def _data_end_guess(copies: list[Copy], position: int) -> int:
 
 
 def verify_data(
-    copies: list[Copy], records: list[Record], end: int, on_read: Callable[[int], None] | None
-) -> tuple[list[bytearray], int]:
-    """Per copy, per message: 1 if the copy's bytes match the message's data crc.
+    copies: list[Copy], records: list[Record], end: int, on_read: Callable[[int], None] | None, compare: bool = True
+) -> tuple[list[bytearray], int, int]:
+    """Per copy, per message: 1 if the copy's bytes match the message's data crc; the bytes
+    read; the reference copy.
 
-    The last copy with all the data is checked message by message while the others are
-    compared to it chunk by chunk; only where a copy differs are its messages checked on
-    their own.
+    The reference (the last copy with all the data) is checked message by message. With
+    ``compare`` the others are compared to it chunk by chunk and checked on their own only
+    where they differ; without, they are trusted where the reference verifies (the quick
+    check's premise) and checked on their own only where it does not.
     """
     ok = [bytearray(len(records)) for _ in range(max(c.position for c in copies) + 1)]
     readable = [c for c in copies if c.data_size >= 0]
     if not readable:
-        return ok, 0
+        return ok, 0, copies[-1].position
+    whole = [c for c in readable if c.data_size >= end]
+    reference = (whole or readable)[-1].position
     fds = {c.position: os.open(c.data_path, os.O_RDONLY | os.O_CLOEXEC) for c in readable}
     try:
-        whole = [c for c in readable if c.data_size >= end]
-        reference = (whole or readable)[-1].position
-        differing, bytes_read = _stream_reference(fds, reference, records, end, ok[reference], on_read)
+        streamed = fds if compare else {reference: fds[reference]}
+        differing, bytes_read = _stream_reference(streamed, reference, records, end, ok[reference], on_read)
+        theirs = ok[reference]
+        failed = [i for i, good in enumerate(theirs) if not good]
         for copy in readable:
             if copy.position == reference:
                 continue
-            mine, theirs = ok[copy.position], ok[reference]
-            chunks = differing.get(copy.position)
-            if not chunks:
-                mine[:] = theirs
-                continue
-            for i, (offset, _, length, crc, _) in enumerate(records):
-                if length and any(k in chunks for k in range(offset // READ_CHUNK, (offset + length - 1) // READ_CHUNK + 1)):
-                    mine[i] = crc_of_range(fds[copy.position], offset, length) == crc
-                else:
-                    mine[i] = theirs[i]
-        return ok, bytes_read
+            mine, chunks = ok[copy.position], differing.get(copy.position)
+            mine[:] = theirs
+            if chunks or copy.data_size < end:
+                for i, (offset, _, length, crc, _) in enumerate(records):
+                    if offset + length > copy.data_size:
+                        mine[i] = 0
+                    elif chunks and length and any(
+                        k in chunks for k in range(offset // READ_CHUNK, (offset + length - 1) // READ_CHUNK + 1)
+                    ):
+                        mine[i] = crc_of_range(fds[copy.position], offset, length) == crc
+            if not compare:  # where the reference fails, this copy may hold the good bytes
+                for i in failed:
+                    offset, _, length, crc, _ = records[i]
+                    if offset + length <= copy.data_size:
+                        mine[i] = crc_of_range(fds[copy.position], offset, length) == crc
+        return ok, bytes_read, reference
     finally:
         for fd in fds.values():
             os.close(fd)
@@ -254,33 +283,62 @@ def _stream_reference(
     """Check the reference copy's messages in one pass and note the chunks where others differ."""
     crc32 = zlib.crc32
     differing: dict[int, set[int]] = {}
+    buffers = dict(zip(fds, _read_buffers(len(fds))))
     i, carry, count, bytes_read = 0, 0, len(records), 0
     for start in range(0, max(end, 1), READ_CHUNK):
         size = min(READ_CHUNK, end - start)
-        buffers = {position: pread_exact(fd, size, start) if size else b"" for position, fd in fds.items()}
-        mine = buffers[reference]
-        stop, view = start + len(mine), memoryview(mine)
+        lengths = {position: _read_into(fd, buffers[position], size, start) for position, fd in fds.items()}
+        mine, got = buffers[reference], lengths[reference]
+        stop, view = start + got, memoryview(mine)
         while i < count:
             offset, _, length, crc, _ = records[i]
             if offset + length > stop:
                 if offset < stop:
-                    carry = crc32(view[max(offset - start, 0) :], carry)
+                    carry = crc32(view[max(offset - start, 0) : got], carry)
                 break
             ok[i] = crc32(view[max(offset - start, 0) : offset + length - start], carry) == crc
             carry, i = 0, i + 1
-        for position, data in buffers.items():
-            bytes_read += len(data)
-            if position != reference and data != mine:
+        view.release()
+        for position, length in lengths.items():
+            bytes_read += length
+            if position != reference and (length != got or not _same(buffers[position], mine, got)):
                 differing.setdefault(position, set()).add(start // READ_CHUNK)
         if on_read is not None:
-            on_read(sum(map(len, buffers.values())))
-        if len(mine) < size:  # the reference is short: the others must be checked on their own
+            on_read(sum(lengths.values()))
+        if got < size:  # the reference is short: the others must be checked on their own
             rest = set(range(start // READ_CHUNK + 1, (end - 1) // READ_CHUNK + 1))
             for position in fds:
                 if position != reference:
                     differing.setdefault(position, set()).update(rest)
             break
     return differing, bytes_read
+
+
+def _read_buffers(count: int) -> list[bytearray]:
+    """``count`` buffers of READ_CHUNK bytes, kept per thread: fresh ones cost a page fault per page."""
+    pool = _buffers.__dict__.setdefault("pool", [])
+    if pool and len(pool[0]) != READ_CHUNK:
+        pool.clear()
+    while len(pool) < count:
+        pool.append(bytearray(READ_CHUNK))
+    return pool[:count]
+
+
+def _read_into(fd: int, buffer: bytearray, size: int, offset: int) -> int:
+    """Fill ``buffer[:size]`` from ``offset``; return how much the file had."""
+    got = 0
+    with memoryview(buffer) as view:
+        while got < size:
+            n = os.preadv(fd, [view[got:size]], offset + got)
+            if not n:
+                break
+            got += n
+    return got
+
+
+def _same(a: bytearray, b: bytearray, size: int) -> bool:
+    # bytearray == is a memcmp; comparing memoryviews goes element by element
+    return a == b if size == len(a) else a[:size] == b[:size]
 
 
 def crc_of_range(fd: int, offset: int, length: int) -> int | None:
@@ -314,7 +372,7 @@ def _judge_copy(verdict: CopyVerdict, segment: SegmentVerdict, ok: bytearray, by
     lost = {i - first for i in segment.lost}
     if copy.index is None:
         problems.append(("index file missing", []))
-    else:
+    elif copy.index != canonical:
         have = min(len(copy.index), len(canonical)) // RECORD_SIZE
         bad = [first + i for i in range(have) if i not in lost and _record(copy.index, i) != _record(canonical, i)]
         if bad:
@@ -330,12 +388,14 @@ def _judge_copy(verdict: CopyVerdict, segment: SegmentVerdict, ok: bytearray, by
         problems.append(("data file missing", []))
         verdict.data_action = "write"
         return
-    ends = [offset + length for offset, _, length, _, _ in records]
-    bad = [first + i for i in range(len(records)) if not ok[i] and i not in lost and ends[i] <= copy.data_size]
-    if bad:
-        problems.append(("data corrupt", bad))
-    if copy.data_size < end:
-        problems.append(("data file short", [first + i for i in range(len(records)) if ends[i] > copy.data_size]))
+    bad: list[int] = []
+    if 0 in ok or copy.data_size < end:
+        ends = [offset + length for offset, _, length, _, _ in records]
+        bad = [first + i for i in range(len(records)) if not ok[i] and i not in lost and ends[i] <= copy.data_size]
+        if bad:
+            problems.append(("data corrupt", bad))
+        if copy.data_size < end:
+            problems.append(("data file short", [first + i for i in range(len(records)) if ends[i] > copy.data_size]))
     if bad or copy.data_size < end or not _lost_bytes_match(copy, segment, by_position):
         verdict.data_action = "write"
     elif copy.data_size > end:

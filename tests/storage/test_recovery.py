@@ -313,6 +313,28 @@ def test_index_and_data_damage_on_different_volumes_still_repairs(volumes):
     repaired(store, volumes, sent)
 
 
+@pytest.mark.parametrize("lost", [0, 2], ids=["first-volume-lost", "last-volume-lost"])
+def test_a_quick_repair_verifies_what_it_copies_and_never_copies_a_bad_message(volumes, chunk, lost):
+    store, sent = filled(volumes)
+    shutil.rmtree(volumes[lost])
+    source = 1 if lost == 2 else 2  # the copy recovery reads first: the last one still there
+    path, offset = data_offset(volumes[source], 12)
+    flip(path, offset + 7)
+    report = store.check(fix=True, deep=False)
+    assert report.ok and report.bytes_checked == sum(map(len, sent))  # one copy read, not two
+    assert (volumes[source], "data corrupt", [(12, 12)]) in [(p.volume, p.what, p.ids) for p in report.problems]
+    repaired(store, volumes, sent)
+
+
+def test_a_quick_repair_of_a_short_last_copy_reads_the_whole_one(volumes, chunk):
+    store, sent = filled(volumes)
+    path, offset = data_offset(volumes[2], 8)
+    os.truncate(path, offset + 2)
+    report = store.check(fix=True, deep=False)
+    assert [(p.volume, p.what, p.ids) for p in report.problems] == [(volumes[2], "data file short", [(8, 9)])]
+    repaired(store, volumes, sent)
+
+
 # damage on every copy
 
 
