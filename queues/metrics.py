@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from django.core.exceptions import MiddlewareNotUsed
 from django.http import Http404, HttpResponse
 from django_prometheus import middleware as django_prometheus
+from django_prometheus.utils import Time, TimeSince
 from prometheus_client import REGISTRY, CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily
@@ -132,10 +133,42 @@ class PrometheusBeforeMiddleware(django_prometheus.PrometheusBeforeMiddleware):
 
 
 class PrometheusAfterMiddleware(django_prometheus.PrometheusAfterMiddleware):
+    """django-prometheus's per-request series, trimmed for the queue's hot path: requests by method,
+    responses by status and by status/view/method, latency by view/method. The by-transport, AJAX,
+    body size and charset series are left out (body sizes are the queue's own byte counters), and the
+    labelled children are looked up once, not per request."""
+
     def __init__(self, get_response):
         if not conf.prometheus:
             raise MiddlewareNotUsed
         super().__init__(get_response)
+        self._children: dict[tuple, object] = {}
+
+    def _child(self, metric, *labels: str):
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def process_request(self, request):
+        self._child(self.metrics.requests_by_method, self._method(request)).inc()
+        request.prometheus_after_middleware_event = Time()
+
+    def process_view(self, request, view_func, *view_args, **view_kwargs):
+        pass
+
+    def process_response(self, request, response):
+        method, view, status = self._method(request), self._get_view_name(request), str(response.status_code)
+        self._child(self.metrics.responses_by_status, status).inc()
+        self._child(self.metrics.responses_by_status_view_method, status, view, method).inc()
+        started = getattr(request, "prometheus_after_middleware_event", None)
+        if started is None:
+            self.metrics.requests_unknown_latency.inc()
+        else:
+            latency = TimeSince(started)
+            self._child(self.metrics.requests_latency_by_view_method, view, method).observe(latency)
+        return response
 
 
 # multiprocess bookkeeping for ``manage.py serve``

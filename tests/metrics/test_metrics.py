@@ -123,3 +123,17 @@ def test_no_prometheus_hides_the_page_and_drops_the_middlewares(client, settings
     for middleware in (metrics.PrometheusBeforeMiddleware, metrics.PrometheusAfterMiddleware):
         with pytest.raises(MiddlewareNotUsed):
             middleware(lambda request: None)
+
+
+def test_request_metrics_count_each_request_by_status_view_and_method(client):
+    client.put("/topics/requests")
+    series = [
+        ("django_http_requests_total_by_method_total", {"method": "POST"}),
+        ("django_http_responses_total_by_status_total", {"status": "204"}),
+        ("django_http_responses_total_by_status_view_method_total", {"status": "204", "view": "topic", "method": "POST"}),
+        ("django_http_requests_latency_seconds_by_view_method_count", {"view": "topic", "method": "POST"}),
+        ("django_http_requests_before_middlewares_total", {}),
+    ]
+    before = [sample(name, **labels) for name, labels in series]
+    produce(client, "requests", [b"x"])
+    assert [sample(name, **labels) - was for (name, labels), was in zip(series, before)] == [1, 1, 1, 1, 1]
