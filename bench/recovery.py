@@ -194,8 +194,8 @@ def report(volumes: list[str], data: int, root: Path, rounds: int) -> None:
     print(f"# {platform.platform()}, {os.cpu_count()} cpus, python {platform.python_version()}; "
           f"{data / MB:.0f} MB of messages per volume (1 KiB and 64 KiB messages), 3 volumes")
     print()
-    print("check, healthy volumes (reads all 3 copies)      seconds   data MB/s  s per GB stored")
-    for deep, label in ((True, "deep (recover, serve --full-recover)"), (False, "quick (serve startup default)")):
+    print(f"{'check, healthy volumes':<48} {'seconds':>8}  {'data MB/s':>10}  {'s per GB stored':>15}")
+    for deep, label in ((True, "deep (recover, --full-recover)"), (False, "quick (serve's default)")):
         for cold in (True, False):
             seconds = measure_check(volumes, rounds, deep, cold)
             name = f"{label}, {'cold' if cold else 'warm'} cache"
@@ -206,7 +206,7 @@ def report(volumes: list[str], data: int, root: Path, rounds: int) -> None:
     cp_warm = measure_cp(volumes, root, rounds, sync=True)
     cp_cold = measure_cp(volumes, root, rounds, sync=True, cold=True)
     cp_plain = measure_cp(volumes, root, rounds, sync=False)
-    print("repopulate a deleted volume                       seconds        MB/s  vs cp -r + sync")
+    print(f"{'repopulate a deleted volume':<48} {'seconds':>8}  {'MB/s':>10}  {'vs cp -r + sync':>15}")
     rows = [
         ("recovery copy phase, sources in cache", min(quick_copy, deep_copy), cp_warm),
         ("cp -r + sync -f, sources in cache", cp_warm, cp_warm),
