@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from .errors import Corruption, MessageDamaged, MessageIdTruncated, NoContent, TopicNotFound
 from .layout import TopicDir, pread_exact
 from .records import LENGTH_WORD, RECORD_SIZE, Commit, IndexRecord, is_sealed
-from .verify import FLAG_DAMAGED, FLAGS_WORD
+from .verify import FLAG_DAMAGED, FLAGS_BYTE, any_flagged
 
 _WORDS_PER_RECORD = RECORD_SIZE // 4
-_FLAGS_BYTE = FLAGS_WORD * 4
 
 
 @dataclass
@@ -173,8 +172,7 @@ def _read_segment(topic_dir: TopicDir, first: int, start: int, count: int) -> Me
         raw = pread_exact(index.fileno(), count * RECORD_SIZE, (start - first) * RECORD_SIZE)
     if len(raw) != count * RECORD_SIZE:
         raise Corruption(f"index of {topic_dir.topic!r} segment {first} is shorter than its commit")
-    flags = raw[_FLAGS_BYTE::RECORD_SIZE]  # the low byte of each record's flags, which holds FLAG_DAMAGED
-    if flags.count(0) != len(flags):
+    if any_flagged(raw):
         raw = raw[: _undamaged_prefix(topic_dir, raw, start) * RECORD_SIZE]
     words = memoryview(raw).cast("I")
     if not (is_sealed(raw[:RECORD_SIZE]) and is_sealed(raw[-RECORD_SIZE:])):
@@ -193,8 +191,7 @@ def _read_segment(topic_dir: TopicDir, first: int, start: int, count: int) -> Me
 
 def _undamaged_prefix(topic_dir: TopicDir, raw: bytes, start: int) -> int:
     """How many records of ``raw`` come before the first one marked damaged."""
-    flags = raw[_FLAGS_BYTE::RECORD_SIZE]
-    for i, value in enumerate(flags):
+    for i, value in enumerate(raw[FLAGS_BYTE::RECORD_SIZE]):
         if value:
             if not is_sealed(raw[i * RECORD_SIZE : (i + 1) * RECORD_SIZE]):
                 raise Corruption(f"index of {topic_dir.topic!r} has a corrupt record for message {start + i}")

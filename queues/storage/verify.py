@@ -28,7 +28,7 @@ from .records import INDEX_RECORD, RECORD_SIZE, is_sealed, seal
 
 FLAG_DAMAGED = 1  # in an index record's flags word: the message is lost on every volume
 READ_CHUNK = 4 << 20
-FLAGS_WORD = 6  # the flags field as the 7th u32 word of a record (8 words each)
+FLAGS_BYTE = 24  # offset of a record's flags field; FLAG_DAMAGED is in its low byte
 
 SEALED_RECORD = struct.Struct("<QqIIII")  # an index record with its record_crc
 Record = tuple[int, int, int, int, int]  # offset, timestamp_ns, length, data_crc, flags
@@ -110,10 +110,11 @@ def verify_segment(
         canonical = pack_records(records)
     verdicts = [CopyVerdict(c) for c in copies]
     suspect = any(c.index != canonical or c.data_size < end for c in copies)
-    preferred = None  # deep: the last volume whose copy verifies is the source of each message
+    preferred = None  # deep: each message's source is the last volume whose copy verifies
     if deep or suspect:
         ok, bytes_read, reference = verify_data(copies, records, end, on_read, compare=deep)
-        preferred = None if deep else reference  # quick: only the verified copy is a source
+        if not deep:
+            preferred = reference  # quick: only the copy read and verified is a source
     else:
         ok, bytes_read = [bytearray(b"\1" * count) for _ in copies], 0
     sources, lost = _sources(copies, records, ok, rebuilt, canonical, preferred)
@@ -135,7 +136,7 @@ def _sources(
     """Per message, the ``preferred`` copy if it verifies, else the last one that does; and
     the messages no copy holds intact."""
     first_choice = copies[-1].position if preferred is None else preferred
-    if not rebuilt and 0 not in ok[first_choice] and not any(memoryview(canonical).cast("I")[FLAGS_WORD::8].tobytes()):
+    if not rebuilt and 0 not in ok[first_choice] and not any_flagged(canonical):
         return [first_choice] * len(records), []  # the healthy case
     sources: list[int | None] = []
     lost: list[int] = []
@@ -150,6 +151,12 @@ def _sources(
             source = next((c.position for c in reversed(copies) if c.data_size >= end_of), None)
         sources.append(source)
     return sources, lost
+
+
+def any_flagged(index: bytes) -> bool:
+    """Whether a record of ``index`` (whole records) has a flag set, at C speed."""
+    flags = index[FLAGS_BYTE::RECORD_SIZE]
+    return flags.count(0) != len(flags)
 
 
 def pack_records(records: list[Record]) -> bytes:
