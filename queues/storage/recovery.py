@@ -13,8 +13,9 @@ whose copy verifies is the source (see ``verify``). Messages no volume holds int
 marked damaged in their index records on every volume and reported in ``Report.lost``;
 readers refuse them (``MessageDamaged``) and serve the messages around them.
 
-A volume is repaired in this order: segment files, consumer groups, then the commit
-record, so a repair interrupted by ``kill -9`` is redone by the next check. Segment files
+A topic is repaired in this order: segment files (staged under temporary names, made
+durable together, then renamed, see ``repair``), consumer groups, then the commit records,
+so a repair interrupted by ``kill -9`` is redone by the next check. Segment files
 beyond the commit (left by a crashed writer) and stale temporary files are removed.
 """
 
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import layout
-from .errors import TopicNotFound, VolumeError
+from .errors import InvalidGroup, TopicNotFound, VolumeError
 from .layout import TopicDir, unlink_quietly, write_file_atomically
 from .locks import topic_lock
 from .names import check_group, normalize_topic
@@ -292,7 +293,7 @@ def _check_groups(dirs: list[TopicDir], absent: set[int], report: Report, fix: b
 def _is_group_name(name: str) -> bool:
     try:
         check_group(name)
-    except Exception:
+    except InvalidGroup:
         return False
     return True
 
