@@ -87,8 +87,10 @@ def _run(lock_fd: int, state: dict[str, Any], fix: bool) -> None:
         state.update(state="failed", error=f"{type(exc).__name__}: {exc}")
     finally:
         state["finished_at"] = time.time()
-        _write_state(state)
-        os.close(lock_fd)  # releases the flock
+        try:
+            _write_state(state)
+        finally:
+            os.close(lock_fd)  # releases the flock, even if the state could not be written
 
 
 def run_check(fix: bool, progress: Callable[..., None]) -> Any:
