@@ -29,6 +29,7 @@ from queues.conf import conf
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 OWNER_ENV = "HARAQA_METRICS_DIR_OWNER"  # "<pid>:<1 if serve created the dir>"
+DIR_PREFIX = "haraqa-metrics-"  # then the owner's pid: "haraqa-metrics-<pid>-<random>"
 BATCH_BUCKETS = (10, 50, 100, 200, 500, 1000, 2000)  # haraqa's
 
 PRODUCED_MESSAGES = Counter("haraqa_produced_messages", "Messages stored by produce requests.")
@@ -187,7 +188,8 @@ def prepare_multiprocess_dir() -> str:
     path = os.environ.get(MULTIPROC_ENV)
     created = not path
     if created:
-        path = tempfile.mkdtemp(prefix="haraqa-metrics-")
+        _remove_abandoned_dirs()
+        path = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-")
     else:
         os.makedirs(path, exist_ok=True)
         for stale in glob.glob(os.path.join(path, "*.db")):
@@ -195,6 +197,24 @@ def prepare_multiprocess_dir() -> str:
     os.environ[MULTIPROC_ENV] = path
     os.environ[OWNER_ENV] = f"{os.getpid()}:{int(created)}"
     return path
+
+
+def _remove_abandoned_dirs() -> None:
+    """Directories of servers killed before their ``on_exit`` hook could run (``kill -9``)."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{DIR_PREFIX}*-*")):
+        owner = os.path.basename(path)[len(DIR_PREFIX) :].split("-")[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process
+    return True
 
 
 def mark_worker_dead(server, worker) -> None:

@@ -7,7 +7,6 @@ import glob
 import json
 import os
 import re
-import shutil
 import signal
 import time
 import urllib.request
@@ -99,7 +98,7 @@ def test_every_scrape_counts_all_workers_produces(server_factory, volumes):
     assert not os.path.exists(directory)
 
 
-def test_each_run_starts_from_zero(server_factory, volumes):
+def test_each_run_starts_from_zero_and_clears_what_a_killed_run_left(server_factory, volumes):
     first = server_factory(volumes, "--workers", "2")
     produce(first.url, "restarted", [b"x"], create=True)
     assert scrape(first.url)["produce_batch_size_count"] == 1
@@ -108,4 +107,4 @@ def test_each_run_starts_from_zero(server_factory, volumes):
     second = server_factory(volumes, "--workers", "2")
     assert multiproc_dir(second.process.pid) != first_directory
     assert scrape(second.url)["produce_batch_size_count"] == 0
-    shutil.rmtree(first_directory)
+    assert not os.path.exists(first_directory), "the next start removes what a killed server left"
