@@ -106,5 +106,7 @@ def test_each_run_starts_from_zero_and_clears_what_a_killed_run_left(server_fact
     first.kill()  # SIGKILL: no cleanup ran
     second = server_factory(volumes, "--workers", "2")
     assert multiproc_dir(second.process.pid) != first_directory
-    assert scrape(second.url)["produce_batch_size_count"] == 0
+    values = scrape(second.url)
+    assert values["produce_batch_size_count"] == 0
+    assert values['haraqa_recovery_runs_total{result="healthy"}'] == 1  # serve's startup recovery
     assert not os.path.exists(first_directory), "the next start removes what a killed server left"

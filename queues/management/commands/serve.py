@@ -107,7 +107,7 @@ class Command(BaseCommand):
         except VolumeError as exc:
             raise CommandError(str(exc)) from None
         if opts["recover"]:
-            recover_at_startup(volumes, opts["full_recover"], self.stdout)
+            metrics.record_recovery(recover_at_startup(volumes, opts["full_recover"], self.stdout))
         call_command("migrate", interactive=False, verbosity=0)
 
         from haraqa_site.wsgi import application
