@@ -14,16 +14,17 @@ truncates what was written back to the previous commit and removes new segments.
 
 from __future__ import annotations
 
+import bisect
 import os
 import time
-from itertools import accumulate
-import zlib
+from itertools import accumulate, repeat
+from operator import sub
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from .errors import InvalidBody, VolumesOutOfSync
 from .layout import TopicDir, fsync_dir, pwrite_all, unlink_quietly
-from .records import RECORD_SIZE, Commit, pack_index
+from .records import Commit, RECORD_SIZE, message_checksum, pack_index, partial_checksum
 
 CHUNK_BYTES = 1 << 20
 
@@ -37,7 +38,7 @@ class SegmentPart:
     data_offset: int  # where this part's bytes start in the data file
     sizes: list[int]
     is_new: bool
-    crcs: list[int] = field(default_factory=list)
+    checksums: list[int] = field(default_factory=list)
     fds: list[tuple[int, int]] = field(default_factory=list)  # (data fd, index fd) per volume
 
     @property
@@ -82,7 +83,7 @@ class BatchWriter:
             now = time.time_ns()
             for part in self.parts:
                 offsets = list(accumulate(part.sizes[:-1], initial=part.data_offset))
-                records = pack_index(offsets, part.sizes, part.crcs, now)
+                records = pack_index(offsets, part.sizes, part.checksums, now)
                 position = (part.start_id - part.first_id) * RECORD_SIZE
                 for _, index_fd in part.fds:
                     pwrite_all(index_fd, records, position)
@@ -117,29 +118,39 @@ class BatchWriter:
                 fsync_dir(topic_dir.path)
 
     def _stream(self, part: SegmentPart, body: BinaryIO) -> None:
-        """Copy the part's bytes from ``body`` to every volume, computing each message's crc."""
+        """Copy the part's bytes from ``body`` to every volume, checksumming each message.
+
+        Messages wholly inside a chunk are checksummed by one ``map``; only a message
+        that straddles chunks goes through an incremental hasher.
+        """
         ends = list(accumulate(part.sizes))
-        crcs, count = part.crcs, len(ends)
-        message, crc, position = 0, 0, 0
-        while message < count and ends[message] == 0:  # leading empty messages
-            crcs.append(0)
-            message += 1
-        total = ends[-1]
+        starts = [0, *ends[:-1]]
+        total, count, checksums = ends[-1], len(ends), part.checksums
+        if total == 0:
+            checksums.extend([message_checksum(b"")] * count)
+        message, position, straddling = 0, 0, None
         while position < total:
             chunk = body.read(min(CHUNK_BYTES, total - position))
             if not chunk:
                 raise InvalidBody("invalid body: shorter than the sum of X-Sizes")
             for data_fd, _ in part.fds:
                 pwrite_all(data_fd, chunk, part.data_offset + position)
-            view, at = memoryview(chunk), 0
-            while at < len(view):
-                take = min(ends[message] - position, len(view) - at)
-                crc = zlib.crc32(view[at : at + take], crc)
-                at += take
-                position += take
-                while message < count and ends[message] == position:
-                    crcs.append(crc)
-                    crc, message = 0, message + 1
+            view, chunk_end = memoryview(chunk), position + len(chunk)
+            if straddling is not None:
+                if ends[message] > chunk_end:
+                    partial_checksum(view, straddling)
+                    position = chunk_end
+                    continue
+                checksums.append(message_checksum(view[: ends[message] - position], straddling))
+                straddling, message = None, message + 1
+            whole = bisect.bisect_right(ends, chunk_end, message)
+            shift = repeat(position)
+            bounds = map(slice, map(sub, starts[message:whole], shift), map(sub, ends[message:whole], shift))
+            checksums.extend(map(message_checksum, map(view.__getitem__, bounds)))
+            message = whole
+            if message < count:
+                straddling = partial_checksum(view[starts[message] - position :])
+            position = chunk_end
 
     def _sync(self, data: bool) -> None:
         if self.durable:

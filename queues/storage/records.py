@@ -3,38 +3,116 @@
 Index record (32 bytes, little endian), one per message, at ``(id - first_id) * 32`` in
 the segment's ``.idx`` file, so finding a message costs one ``pread`` whatever the topic size::
 
-    offset u64 | timestamp_ns i64 | length u32 | data_crc u32 | flags u32 | record_crc u32
+    offset u64 | timestamp_ns i64 | length u32 | checksum u32 | flags u32 | check u32
 
 Commit record (32 bytes) in the topic's ``.commit`` file on every volume; a message is
 visible once the commit of the volume being read counts it::
 
-    next_id u64 | active_segment u64 | data_end u64 | version u32 | record_crc u32
+    next_id u64 | active_segment u64 | data_end u64 | version u32 | check u32
 
-``record_crc`` covers the first 28 bytes, so an all-zero or torn record never validates.
+``checksum`` is the low 32 bits of the message's xxh3-64 hash (several times faster than
+crc32 per message, which matters at 1000 messages a batch). ``check`` seals a record: the
+XOR of its seven other 32-bit words and a non-zero seed, so a flipped bit, byte or word and
+an all-zero (torn) record never validate. Both are computed for whole batches column by
+column, a few C-level operations instead of a Python call per record.
 """
 
 from __future__ import annotations
 
 import struct
-import zlib
+from array import array
 from dataclasses import dataclass
+from itertools import repeat
 
-INDEX_RECORD = struct.Struct("<QqIII")  # record_crc is appended separately
+import xxhash
+
+INDEX_RECORD = struct.Struct("<QqIII")  # the 28 bytes before the check word
 RECORD_SIZE = 32
 COMMIT_VERSION = 1
-_COMMIT = struct.Struct("<QQQI")
-_CRC = struct.Struct("<I")
 LENGTH_WORD = 4  # the length field as the 5th u32 word of a record, for memoryview casts
-OFFSET_WORDS = (0, 1)
+_CHECK_SEED = 0xC33CA55A
+_SEVEN_WORDS = struct.Struct("<7I")
+_WORD = struct.Struct("<I")
+_COMMIT = struct.Struct("<QQQI")
+_CHECKSUM_MASK = 0xFFFFFFFF
+_FEW_RECORDS = 16  # below this, sealing record by record is cheaper than by columns
+
+Hasher = xxhash.xxh3_64
+
+
+def message_checksum(data: bytes | memoryview, partial: Hasher | None = None) -> int:
+    """The checksum of a message, or of ``partial``'s bytes followed by ``data``."""
+    if partial is None:
+        return xxhash.xxh3_64_intdigest(data) & _CHECKSUM_MASK
+    partial.update(data)
+    return partial.intdigest() & _CHECKSUM_MASK
+
+
+def partial_checksum(data: bytes | memoryview, partial: Hasher | None = None) -> Hasher:
+    """Start (or continue) the checksum of a message that arrives in pieces."""
+    partial = partial if partial is not None else Hasher()
+    partial.update(data)
+    return partial
+
+
+def _check_word(body: bytes | memoryview) -> int:
+    check = _CHECK_SEED
+    for word in _SEVEN_WORDS.unpack_from(body):
+        check ^= word
+    return check
 
 
 def seal(body: bytes) -> bytes:
-    """Append the crc of ``body`` (28 bytes) to make a 32-byte record."""
-    return body + _CRC.pack(zlib.crc32(body))
+    """Append the check word to the 28 bytes of ``body``."""
+    return body + _WORD.pack(_check_word(body))
 
 
 def is_sealed(record: bytes | memoryview) -> bool:
-    return len(record) == RECORD_SIZE and _CRC.unpack_from(record, 28)[0] == zlib.crc32(record[:28])
+    return len(record) == RECORD_SIZE and _WORD.unpack_from(record, 28)[0] == _check_word(record)
+
+
+def _check_columns(records: bytes | bytearray | memoryview, count: int) -> list[bytes]:
+    """The check word every record should carry, as 4 byte-columns (byte k of each word)."""
+    columns = []
+    for k in range(4):
+        seed_byte = (_CHECK_SEED >> (8 * k)) & 0xFF
+        column = int.from_bytes(bytes([seed_byte]) * count, "little")
+        for word_start in range(0, 28, 4):
+            column ^= int.from_bytes(records[word_start + k :: RECORD_SIZE], "little")
+        columns.append(column.to_bytes(count, "little"))
+    return columns
+
+
+def invalid_records(records: bytes | bytearray | memoryview) -> list[int]:
+    """Positions of the (whole) records whose check word does not match."""
+    count = len(records) // RECORD_SIZE
+    expected = _check_columns(records, count)
+    stored = [bytes(records[28 + k :: RECORD_SIZE]) for k in range(4)]
+    if stored == expected:
+        return []
+    return [i for i in range(count) if any(stored[k][i] != expected[k][i] for k in range(4))]
+
+
+def pack_index(offsets: list[int], lengths: list[int], checksums: list[int], timestamp_ns: int) -> bytes:
+    """The sealed index records of a batch part."""
+    count = len(lengths)
+    if count <= _FEW_RECORDS:
+        pack = INDEX_RECORD.pack
+        return b"".join(seal(pack(o, timestamp_ns, n, c, 0)) for o, n, c in zip(offsets, lengths, checksums))
+    out = bytearray(count * RECORD_SIZE)
+    timestamp = timestamp_ns.to_bytes(8, "little", signed=True)
+    for start, column, width in (
+        (0, array("Q", offsets).tobytes(), 8),
+        (16, array("I", lengths).tobytes(), 4),
+        (20, array("I", checksums).tobytes(), 4),
+    ):
+        for k in range(width):
+            out[start + k :: RECORD_SIZE] = column[k::width]
+    for k in range(8):
+        out[8 + k :: RECORD_SIZE] = bytes(repeat(timestamp[k], count))
+    for k, column in enumerate(_check_columns(out, count)):
+        out[28 + k :: RECORD_SIZE] = column
+    return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -42,30 +120,19 @@ class IndexRecord:
     offset: int
     timestamp_ns: int
     length: int
-    data_crc: int
+    checksum: int
 
     def pack(self) -> bytes:
-        return seal(INDEX_RECORD.pack(self.offset, self.timestamp_ns, self.length, self.data_crc, 0))
+        return seal(INDEX_RECORD.pack(self.offset, self.timestamp_ns, self.length, self.checksum, 0))
 
     @classmethod
     def unpack(cls, record: bytes | memoryview) -> IndexRecord:
-        offset, timestamp_ns, length, data_crc, _flags = INDEX_RECORD.unpack_from(record)
-        return cls(offset, timestamp_ns, length, data_crc)
+        offset, timestamp_ns, length, checksum, _flags = INDEX_RECORD.unpack_from(record)
+        return cls(offset, timestamp_ns, length, checksum)
 
     @property
     def end(self) -> int:
         return self.offset + self.length
-
-
-def pack_index(offsets: list[int], lengths: list[int], crcs: list[int], timestamp_ns: int) -> bytes:
-    """Pack the index records of a batch part in one buffer."""
-    pack, crc32, pack_crc = INDEX_RECORD.pack, zlib.crc32, _CRC.pack
-    out = bytearray()
-    for offset, length, crc in zip(offsets, lengths, crcs):
-        body = pack(offset, timestamp_ns, length, crc, 0)
-        out += body
-        out += pack_crc(crc32(body))
-    return bytes(out)
 
 
 @dataclass(frozen=True)

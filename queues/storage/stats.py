@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import zlib
 from dataclasses import dataclass, field
 from typing import Literal
 
 from .errors import Corruption, MessageDamaged, NoContent
 from .layout import TopicDir, pread_file, walk_topics
-from .records import RECORD_SIZE, Commit, IndexRecord
+from .records import RECORD_SIZE, Commit, IndexRecord, message_checksum
 from .store import Store
 from .verify import read_copy, verify_segment
 
@@ -226,7 +225,7 @@ def browse(store: Store, topic: str, start: int, count: int, preview_bytes: int)
             for position in range(len(found.sizes)):
                 record = IndexRecord.unpack(raw[position * RECORD_SIZE : (position + 1) * RECORD_SIZE])
                 head = os.pread(data.fileno(), min(record.length, preview_bytes), record.offset)
-                checked = zlib.crc32(head) == record.data_crc if len(head) == record.length else None
+                checked = message_checksum(head) == record.checksum if len(head) == record.length else None
                 out.append(MessageInfo(found.first_id + position, record.length, record.timestamp_ns, head, checked))
     return out
 

@@ -1,17 +1,17 @@
 """Checking one segment on every volume and choosing, message by message, the copy to keep.
 
 A segment holds ``count`` messages. Its canonical index is built from the copies' index
-records: for each message, the last volume's record wins when its record crc verifies and
+records: for each message, the last volume's record wins when its check word verifies and
 its offset continues the previous message; otherwise the volume before it, and so on
 (haraqa's rule: the last volume that holds the data is authoritative). The data are then
-checked on every copy against the canonical records' data crcs; a message's canonical
+checked on every copy against the canonical records' checksums; a message's canonical
 bytes come from the last volume whose copy verifies, so a bad copy never wins over a good
 one. A message that no copy verifies is *lost*: its record is kept (or rebuilt from its
 neighbours' offsets when no copy has it) with ``FLAG_DAMAGED`` set in the record's flags
 word, so readers refuse it instead of serving it as valid.
 
 A healthy segment costs one streamed read of every copy (``READ_CHUNK`` at a time), one
-``zlib.crc32`` per message on the last volume's copy and a byte comparison of the others.
+one message checksum per message on the last volume's copy and a byte comparison of the others.
 """
 
 from __future__ import annotations
@@ -19,19 +19,18 @@ from __future__ import annotations
 import os
 import struct
 import threading
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .layout import TopicDir, pread_exact
-from .records import INDEX_RECORD, RECORD_SIZE, is_sealed, seal
+from .records import INDEX_RECORD, RECORD_SIZE, invalid_records, is_sealed, message_checksum, partial_checksum, seal
 
 FLAG_DAMAGED = 1  # in an index record's flags word: the message is lost on every volume
 READ_CHUNK = 4 << 20
 FLAGS_BYTE = 24  # offset of a record's flags field; FLAG_DAMAGED is in its low byte
 
-SEALED_RECORD = struct.Struct("<QqIIII")  # an index record with its record_crc
-Record = tuple[int, int, int, int, int]  # offset, timestamp_ns, length, data_crc, flags
+SEALED_RECORD = struct.Struct("<QqIIII")  # an index record with its check word
+Record = tuple[int, int, int, int, int]  # offset, timestamp_ns, length, checksum, flags
 _buffers = threading.local()
 
 
@@ -101,7 +100,7 @@ def verify_segment(
     """Compare the copies of one segment (ordered by volume) and decide what each needs.
 
     ``end_hint`` is the data size the commit expects (active segment) or None. With
-    ``deep=False`` the data crcs are read only when the copies' structure disagrees.
+    ``deep=False`` the message checksums are read only when the copies' structure disagrees.
     """
     first = copies[0].first
     records, rebuilt, canonical = choose_records(copies, count, end_hint)
@@ -180,8 +179,7 @@ def _sound_records(raw: bytes) -> list[Record] | None:
     full = list(SEALED_RECORD.iter_unpack(raw))
     if not full:
         return []
-    crc32, view = zlib.crc32, memoryview(raw)
-    if [crc32(view[at : at + 28]) for at in range(0, len(raw), RECORD_SIZE)] != [r[5] for r in full]:
+    if invalid_records(raw):
         return None
     if full[0][0] != 0 or [r[0] for r in full[1:]] != [r[0] + r[2] for r in full[:-1]]:
         return None
@@ -239,7 +237,7 @@ def _data_end_guess(copies: list[Copy], position: int) -> int:
 def verify_data(
     copies: list[Copy], records: list[Record], end: int, on_read: Callable[[int], None] | None, compare: bool = True
 ) -> tuple[list[bytearray], int, int]:
-    """Per copy, per message: 1 if the copy's bytes match the message's data crc; the bytes
+    """Per copy, per message: 1 if the copy's bytes match the message's checksum; the bytes
     read; the reference copy.
 
     The reference (the last copy with all the data) is checked message by message. With
@@ -265,18 +263,18 @@ def verify_data(
             mine, chunks = ok[copy.position], differing.get(copy.position)
             mine[:] = theirs
             if chunks or copy.data_size < end:
-                for i, (offset, _, length, crc, _) in enumerate(records):
+                for i, (offset, _, length, checksum, _) in enumerate(records):
                     if offset + length > copy.data_size:
                         mine[i] = 0
                     elif chunks and length and any(
                         k in chunks for k in range(offset // READ_CHUNK, (offset + length - 1) // READ_CHUNK + 1)
                     ):
-                        mine[i] = crc_of_range(fds[copy.position], offset, length) == crc
+                        mine[i] = checksum_of_range(fds[copy.position], offset, length) == checksum
             if not compare:  # where the reference fails, this copy may hold the good bytes
                 for i in failed:
-                    offset, _, length, crc, _ = records[i]
+                    offset, _, length, checksum, _ = records[i]
                     if offset + length <= copy.data_size:
-                        mine[i] = crc_of_range(fds[copy.position], offset, length) == crc
+                        mine[i] = checksum_of_range(fds[copy.position], offset, length) == checksum
         return ok, bytes_read, reference
     finally:
         for fd in fds.values():
@@ -288,23 +286,22 @@ def _stream_reference(
     on_read: Callable[[int], None] | None,
 ) -> tuple[dict[int, set[int]], int]:
     """Check the reference copy's messages in one pass and note the chunks where others differ."""
-    crc32 = zlib.crc32
     differing: dict[int, set[int]] = {}
     buffers = dict(zip(fds, _read_buffers(len(fds))))
-    i, carry, count, bytes_read = 0, 0, len(records), 0
+    i, carry, count, bytes_read = 0, None, len(records), 0
     for start in range(0, max(end, 1), READ_CHUNK):
         size = min(READ_CHUNK, end - start)
         lengths = {position: _read_into(fd, buffers[position], size, start) for position, fd in fds.items()}
         mine, got = buffers[reference], lengths[reference]
         stop, view = start + got, memoryview(mine)
         while i < count:
-            offset, _, length, crc, _ = records[i]
+            offset, _, length, checksum, _ = records[i]
             if offset + length > stop:
                 if offset < stop:
-                    carry = crc32(view[max(offset - start, 0) : got], carry)
+                    carry = partial_checksum(view[max(offset - start, 0) : got], carry)
                 break
-            ok[i] = crc32(view[max(offset - start, 0) : offset + length - start], carry) == crc
-            carry, i = 0, i + 1
+            ok[i] = message_checksum(view[max(offset - start, 0) : offset + length - start], carry) == checksum
+            carry, i = None, i + 1
         view.release()
         for position, length in lengths.items():
             bytes_read += length
@@ -348,17 +345,20 @@ def _same(a: bytearray, b: bytearray, size: int) -> bool:
     return a == b if size == len(a) else a[:size] == b[:size]
 
 
-def crc_of_range(fd: int, offset: int, length: int) -> int | None:
-    """zlib.crc32 of ``length`` bytes at ``offset``, or None if the file is shorter."""
-    crc = 0
-    while length:
-        chunk = os.pread(fd, min(READ_CHUNK, length), offset)
+def checksum_of_range(fd: int, offset: int, length: int) -> int | None:
+    """The message checksum of ``length`` bytes at ``offset``, or None if the file is shorter."""
+    if length == 0:
+        return message_checksum(b"")
+    partial = None
+    while length > READ_CHUNK:
+        chunk = os.pread(fd, READ_CHUNK, offset)
         if not chunk:
             return None
-        crc = zlib.crc32(chunk, crc)
+        partial = partial_checksum(chunk, partial)
         offset += len(chunk)
         length -= len(chunk)
-    return crc
+    last = pread_exact(fd, length, offset)
+    return message_checksum(last, partial) if len(last) == length else None
 
 
 def same_bytes(fd_a: int, fd_b: int, offset: int, length: int) -> bool:
