@@ -16,7 +16,6 @@ import re
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from .errors import Corruption
 from .records import RECORD_SIZE, Commit
@@ -27,10 +26,6 @@ SEGMENT_FILE = re.compile(r"^(\d{20})\.idx$")
 STORAGE_FILE = re.compile(r"^\d{20}\.(dat|idx)$")
 _GROUP = struct.Struct("<QI")
 _TORN_READ_RETRIES = 5
-
-
-def segment_name(first_id: int, suffix: str) -> str:
-    return f"{first_id:020d}.{suffix}"
 
 
 def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
@@ -90,26 +85,31 @@ def write_file_atomically(path: str, data: bytes, durable: bool) -> None:
         fsync_dir(os.path.dirname(path))
 
 
-@dataclass(frozen=True)
 class TopicDir:
-    """One topic's directory on one volume."""
+    """One topic's directory on one volume (paths are built once: they are on the hot path)."""
 
-    root: str
-    topic: str
+    __slots__ = ("root", "topic", "path", "commit_path")
 
-    @property
-    def path(self) -> str:
-        return os.path.join(self.root, self.topic)
+    def __init__(self, root: str, topic: str):
+        self.root = root
+        self.topic = topic
+        self.path = f"{root}/{topic}"
+        self.commit_path = f"{self.path}/{COMMIT_FILE}"
 
-    @property
-    def commit_path(self) -> str:
-        return os.path.join(self.path, COMMIT_FILE)
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TopicDir) and (self.root, self.topic) == (other.root, other.topic)
+
+    def __hash__(self) -> int:
+        return hash((self.root, self.topic))
+
+    def __repr__(self) -> str:
+        return f"TopicDir({self.root!r}, {self.topic!r})"
 
     def segment_path(self, first_id: int, suffix: str) -> str:
-        return os.path.join(self.path, segment_name(first_id, suffix))
+        return f"{self.path}/{first_id:020d}.{suffix}"
 
     def group_path(self, group: str) -> str:
-        return os.path.join(self.path, GROUPS_DIR, group)
+        return f"{self.path}/{GROUPS_DIR}/{group}"
 
     def exists(self) -> bool:
         return os.path.isfile(self.commit_path)

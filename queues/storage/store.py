@@ -155,7 +155,7 @@ class Store:
 
     def check_sizes(self, sizes: list[int]) -> None:
         """Raise InvalidSizes / BatchTooLarge unless ``sizes`` is an acceptable batch."""
-        if not sizes or any(size < 0 or size > MAX_MESSAGE_BYTES for size in sizes):
+        if not sizes or min(sizes) < 0 or max(sizes) > MAX_MESSAGE_BYTES:
             raise InvalidSizes("invalid header: X-Sizes")
         if sum(sizes) > self.max_batch_bytes:
             raise BatchTooLarge(f"batch larger than {self.max_batch_bytes} bytes")
