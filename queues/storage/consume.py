@@ -199,4 +199,4 @@ def _undamaged_prefix(topic_dir: TopicDir, raw: bytes, start: int) -> int:
                 if i == 0:
                     raise MessageDamaged(topic_dir.topic, start)
                 return i
-    return len(flags)
+    return len(raw) // RECORD_SIZE
