@@ -11,12 +11,11 @@ INVALID_SIZES = "invalid header: X-Sizes"
 
 def parse_sizes(value: str | None) -> list[int]:
     """``X-Sizes: 5:5:3`` -> [5, 5, 3]; only plain non-negative decimals are accepted."""
-    if not value:
+    parts = value.strip().split(":") if value else [""]
+    digits = "".join(parts)  # str methods and map() keep this at C speed for a thousand sizes
+    if not (digits.isascii() and digits.isdigit() and 1 <= min(map(len, parts)) <= max(map(len, parts)) <= 19):
         raise HaraqaError(INVALID_SIZES)
-    parts = value.strip().split(":")
-    if not all(part.isascii() and part.isdigit() and len(part) <= 19 for part in parts):
-        raise HaraqaError(INVALID_SIZES)
-    return [int(part) for part in parts]
+    return list(map(int, parts))
 
 
 def parse_int(value: str | None, error_text: str) -> int | None:

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from .errors import InvalidBody, VolumesOutOfSync
 from .layout import TopicDir, fsync_dir, pwrite_all, unlink_quietly
-from .records import Commit, RECORD_SIZE, message_checksum, pack_index, partial_checksum
+from .records import RECORD_SIZE, Commit, message_hash, pack_index, partial_checksum
 
 CHUNK_BYTES = 1 << 20
 
@@ -38,7 +38,7 @@ class SegmentPart:
     data_offset: int  # where this part's bytes start in the data file
     sizes: list[int]
     is_new: bool
-    checksums: list[int] = field(default_factory=list)
+    checksums: list[int] = field(default_factory=list)  # 64-bit message hashes
     fds: list[tuple[int, int]] = field(default_factory=list)  # (data fd, index fd) per volume
 
     @property
@@ -127,7 +127,7 @@ class BatchWriter:
         starts = [0, *ends[:-1]]
         total, count, checksums = ends[-1], len(ends), part.checksums
         if total == 0:
-            checksums.extend([message_checksum(b"")] * count)
+            checksums.extend([message_hash(b"")] * count)
         message, position, straddling = 0, 0, None
         while position < total:
             chunk = body.read(min(CHUNK_BYTES, total - position))
@@ -141,12 +141,13 @@ class BatchWriter:
                     partial_checksum(view, straddling)
                     position = chunk_end
                     continue
-                checksums.append(message_checksum(view[: ends[message] - position], straddling))
+                straddling.update(view[: ends[message] - position])
+                checksums.append(straddling.intdigest())
                 straddling, message = None, message + 1
             whole = bisect.bisect_right(ends, chunk_end, message)
             shift = repeat(position)
             bounds = map(slice, map(sub, starts[message:whole], shift), map(sub, ends[message:whole], shift))
-            checksums.extend(map(message_checksum, map(view.__getitem__, bounds)))
+            checksums.extend(map(message_hash, map(view.__getitem__, bounds)))
             message = whole
             if message < count:
                 straddling = partial_checksum(view[starts[message] - position :])

@@ -15,6 +15,7 @@ from queues.storage.records import (
     invalid_records,
     is_sealed,
     message_checksum,
+    message_hash,
     pack_index,
     partial_checksum,
 )
@@ -25,7 +26,7 @@ def test_column_packing_matches_record_packing(count, monkeypatch):
     rng = random.Random(count)
     lengths = [rng.randrange(0, 5000) for _ in range(count)]
     offsets = list(accumulate(lengths[:-1], initial=rng.randrange(1 << 40)))
-    checksums = [rng.getrandbits(32) for _ in range(count)]
+    checksums = [rng.getrandbits(64) for _ in range(count)]
     packed = pack_index(offsets, lengths, checksums, -123456789)
     monkeypatch.setattr(records, "_FEW_RECORDS", 0)
     assert pack_index(offsets, lengths, checksums, -123456789) == packed
@@ -35,7 +36,7 @@ def test_column_packing_matches_record_packing(count, monkeypatch):
     for i in (0, count - 1):
         record = IndexRecord.unpack(packed[i * RECORD_SIZE : (i + 1) * RECORD_SIZE])
         assert (record.offset, record.length, record.checksum, record.timestamp_ns) == (
-            offsets[i], lengths[i], checksums[i], -123456789)
+            offsets[i], lengths[i], checksums[i] & 0xFFFFFFFF, -123456789)
 
 
 def test_every_single_flipped_bit_and_a_zeroed_record_are_caught():
@@ -50,6 +51,7 @@ def test_every_single_flipped_bit_and_a_zeroed_record_are_caught():
 
 def test_a_checksum_in_pieces_equals_the_whole():
     data = os.urandom(10_000)
+    assert message_checksum(data) == message_hash(data) & 0xFFFFFFFF
     partial = partial_checksum(data[:3])
     partial = partial_checksum(data[3:7000], partial)
     assert message_checksum(data[7000:], partial) == message_checksum(data)
