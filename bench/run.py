@@ -4,9 +4,10 @@
 
 Starts two ``manage.py serve`` servers (1 volume and 3 volumes, the same gunicorn
 settings) whose URLconf adds bare Django / DRF / pwrite / sendfile views next to the
-real API (bench/urls.py), then runs each case and its baseline alternately, ``--rounds``
-times, and prints the median req/s, MB/s and the ratio to the baseline. Output is
-committed as bench/results.txt. Machines here are small and noisy: read the ratios.
+real API (bench/urls.py). Each case and its baseline run back to back, ``--rounds``
+times; the table shows median req/s, MB/s and the median of the per-round ratios with
+their range. Output is committed as bench/results.txt. Machines here are small and
+noisy (drift of 2x between minutes is common): read the paired ratios, not the req/s.
 """
 
 from __future__ import annotations
@@ -59,14 +60,50 @@ def lua_script(case: Case, workdir: Path) -> Path:
     return script
 
 
-def run_wrk(url: str, script: Path, seconds: int, connections: int) -> float:
+def run_wrk(url: str, script: Path, seconds: int, connections: int) -> tuple[float, int]:
+    """Requests per second and the number of requests wrk completed."""
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
         capture_output=True, text=True, check=True,
     ).stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw errors against {url}:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), requests
+
+
+def server_cpu_seconds(server) -> float:
+    """CPU time used so far by a server's processes (master and workers), from /proc."""
+    pids = [server.process.pid] + [int(p) for p in subprocess.run(
+        ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()]
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except FileNotFoundError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measure(server, case: Case, script: Path, args) -> tuple[float, float]:
+    """(req/s, server CPU microseconds per request) for one wrk run of ``case``."""
+    before = server_cpu_seconds(server)
+    rate, requests = run_wrk(server.url + case.path, script, args.seconds, args.connections)
+    return rate, (server_cpu_seconds(server) - before) / requests * 1e6
+
+
+def reclaim(server, copies: int) -> None:
+    """Drop what the produce cases wrote, so every round writes into a small, warm page cache
+    (first-touch page faults in this VM otherwise make write throughput swing by 10x)."""
+    client = HaraqaClient(server.url)
+    client.request("PATCH", f"/topics/bench{copies}", b'{"truncate": 1000000000000}')
+    client.close()
+    for volume in server.volumes:
+        for name in os.listdir(volume):
+            if name.startswith("bare-") and name.endswith(".bin") and name != "bare-range.bin":
+                os.truncate(os.path.join(volume, name), 0)
 
 
 def produce_case(name: str, count: int, size: int, volumes: int) -> Case:
@@ -75,8 +112,8 @@ def produce_case(name: str, count: int, size: int, volumes: int) -> Case:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--output", default=str(REPO / "bench" / "results.txt"))
     args = parser.parse_args()
@@ -106,13 +143,17 @@ def main() -> None:
                   Case("bare DRF POST 100B", "/bare/drf", "POST", 100), 1)]
         rows = []
         for ours, base, copies in cases + extra:
-            url = servers[copies].url
-            ours_script, base_script = lua_script(ours, workdir), lua_script(base, workdir)
-            ours_rates, base_rates = [], []
+            server = servers[copies]
+            scripts = {ours.name: lua_script(ours, workdir), base.name: lua_script(base, workdir)}
+            for case in (ours, base):  # warm up
+                run_wrk(server.url + case.path, scripts[case.name], 1, args.connections)
+            pairs = []  # (ours, baseline) measured back to back, so drift hits both alike
             for _ in range(args.rounds):
-                ours_rates.append(run_wrk(url + ours.path, ours_script, args.seconds, args.connections))
-                base_rates.append(run_wrk(url + base.path, base_script, args.seconds, args.connections))
-            rows.append((ours, statistics.median(ours_rates), base, statistics.median(base_rates)))
+                reclaim(server, copies)
+                mine = measure(server, ours, scripts[ours.name], args)
+                reclaim(server, copies)
+                pairs.append((mine, measure(server, base, scripts[base.name], args)))
+            rows.append((ours, base, pairs))
             print(format_row(*rows[-1]), flush=True)
         report(rows, args)
     finally:
@@ -134,17 +175,25 @@ def prepare(servers) -> None:
     urllib.request.urlopen(servers[1].url + "/bare/sendfile").read()
 
 
-def format_row(ours: Case, ours_rate: float, base: Case, base_rate: float) -> str:
+def format_row(ours: Case, base: Case, pairs: list) -> str:
+    """req/s (median), MB/s, ratio = median of per-round (ours / baseline) with range, and the
+    same ratio computed from server CPU time per request (baseline / ours)."""
+    ours_rate = statistics.median(p[0][0] for p in pairs)
+    base_rate = statistics.median(p[1][0] for p in pairs)
+    ratios = sorted(p[0][0] / p[1][0] for p in pairs)
+    cpu_ratio = statistics.median(p[1][1] / p[0][1] for p in pairs)
     mb = ours_rate * ours.body_bytes / 1e6
-    return (f"{ours.name:28} {ours_rate:9.0f} req/s {mb:8.1f} MB/s | {base.name:26} {base_rate:9.0f} req/s"
-            f" | ratio {ours_rate / base_rate:5.2f}")
+    return (f"{ours.name:26} {ours_rate:6.0f} req/s {mb:6.1f} MB/s | {base.name:24} {base_rate:6.0f} req/s"
+            f" | ratio {statistics.median(ratios):4.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f}) | cpu ratio {cpu_ratio:4.2f}")
 
 
 def report(rows, args) -> None:
     header = (
         f"# bench/run.py --seconds {args.seconds} --rounds {args.rounds} --connections {args.connections}\n"
         f"# {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; gunicorn gthread, serve defaults; wrk -t1 -c{args.connections}\n"
-        "# median of the rounds; ratio = ours / baseline in the same server and run\n"
+        "# each round runs the case then its baseline back to back; req/s are medians over the rounds;\n"
+        "# ratio = median of the per-round ratios (ours / baseline), with their range;\n"
+        "# cpu ratio = baseline / ours server CPU time per request (less sensitive to machine noise)\n"
     )
     text = header + "\n".join(format_row(*row) for row in rows) + "\n"
     Path(args.output).write_text(text)

@@ -27,6 +27,29 @@ from .layout import TopicDir, fsync_dir, pwrite_all, unlink_quietly
 from .records import RECORD_SIZE, Commit, message_hash, pack_index, partial_checksum
 
 CHUNK_BYTES = 1 << 20
+PREREAD_BYTES = 4 << 20  # batches up to this size are read before the topic lock is taken
+
+
+class PrereadBody:
+    """A whole (small) batch read from the client before locking, so a slow upload never
+    holds the topic lock; ``read`` hands out views of it without copying."""
+
+    def __init__(self, body: BinaryIO, total: int):
+        buffer = bytearray(total)
+        view, filled = memoryview(buffer), 0
+        while filled < total:
+            chunk = body.read(total - filled)
+            if not chunk:
+                raise InvalidBody("invalid body: shorter than the sum of X-Sizes")
+            view[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+        if body.read(1):
+            raise InvalidBody("invalid body: longer than the sum of X-Sizes")
+        self._view, self._position = view, 0
+
+    def read(self, size: int) -> memoryview:
+        start, self._position = self._position, min(self._position + size, len(self._view))
+        return self._view[start : self._position]
 
 
 @dataclass

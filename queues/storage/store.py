@@ -30,7 +30,7 @@ from .errors import (
 from .layout import TopicDir, pread_file, unlink_quietly, write_file_atomically
 from .locks import LOCK_DIR, topic_lock
 from .names import check_group, normalize_topic
-from .produce import BatchWriter, plan_parts
+from .produce import PREREAD_BYTES, BatchWriter, PrereadBody, plan_parts
 from .records import RECORD_SIZE, Commit, IndexRecord
 from .report import Report
 
@@ -146,6 +146,8 @@ class Store:
         """
         self.check_sizes(sizes)
         topic = self._existing_topic(topic)
+        if sum(sizes) <= PREREAD_BYTES:
+            body = PrereadBody(body, sum(sizes))
         with topic_lock(self.volumes, topic):
             dirs = self._dirs(topic)
             commit = self._reconciled_commit(dirs)

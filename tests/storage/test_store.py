@@ -23,6 +23,8 @@ from queues.storage import (
     TopicNotFound,
 )
 
+from queues.storage.produce import PREREAD_BYTES
+
 from .conftest import produce, read_all
 
 
@@ -164,7 +166,7 @@ def test_batch_size_limit(volumes):
 
 def test_large_batch_streams_in_chunks(store):
     store.create_topic("t")
-    payload = os.urandom(3 * (1 << 20) + 7)
+    payload = os.urandom(PREREAD_BYTES + 3 * (1 << 20) + 7)
 
     class CountingReader(io.BytesIO):
         biggest = 0
@@ -177,6 +179,17 @@ def test_large_batch_streams_in_chunks(store):
     store.produce("t", [len(payload)], CountingReader(payload))
     assert CountingReader.biggest <= 1 << 20
     assert store.consume("t", 0, 1).read_all() == payload
+
+
+@pytest.mark.parametrize("missing", [1, -1])
+def test_a_streamed_batch_of_the_wrong_length_leaves_nothing(store, missing):
+    store.create_topic("t")
+    produce(store, "t", [b"keep"])
+    before = [tree(v) for v in store.volumes]
+    size = PREREAD_BYTES + (1 << 20)
+    with pytest.raises(InvalidBody):
+        store.produce("t", [size // 2, size // 2], io.BytesIO(b"x" * (size - missing)))
+    assert [tree(v) for v in store.volumes] == before
 
 
 def test_torn_tail_from_a_crashed_writer_is_trimmed(store):
