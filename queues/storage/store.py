@@ -123,17 +123,24 @@ class Store:
                 _remove_topic_files(topic_dir)
 
     def list_topics(self, regex: str | None = None) -> list[str]:
-        """Sorted topic names, filtered by ``re.search(regex)``. Raises re.error."""
+        """Sorted topic names on any volume (a lost volume hides none), filtered by
+        ``re.search(regex)``. Raises re.error."""
         pattern = re.compile(regex) if regex else None
-        topics = layout.walk_topics(self.volumes[-1])
+        topics = {t for volume in self.volumes for t in layout.walk_topics(volume)}
         return sorted(t for t in topics if pattern is None or pattern.search(t))
 
     def offsets(self, topic: str) -> Offsets:
-        """First stored id and next id of ``topic``. Raises InvalidTopic, TopicNotFound."""
-        topic_dir = self._read_dir(normalize_topic(topic))
-        commit = _require_commit(topic_dir)
-        segments = topic_dir.segments()
-        return Offsets(segments[0] if segments else commit.active_segment, commit.next_id)
+        """First stored id and next id of ``topic``, from the last volume holding it intact.
+        Raises InvalidTopic, TopicNotFound."""
+        for topic_dir in reversed(self._dirs(normalize_topic(topic))):
+            try:
+                commit = topic_dir.read_commit()
+            except Corruption:
+                continue
+            if commit is not None:
+                segments = [s for s in topic_dir.segments() if s <= commit.active_segment]
+                return Offsets(segments[0] if segments else commit.active_segment, commit.next_id)
+        raise TopicNotFound("topic does not exist")
 
     # messages
 
@@ -207,7 +214,7 @@ class Store:
         with topic_lock(self.volumes, topic):
             dirs = self._dirs(topic)
             read_dir = dirs[-1]
-            commit = _require_commit(read_dir)
+            commit = self._reconciled_commit(dirs)  # repairs a volume that lost the topic first
             segments = [s for s in read_dir.segments() if s <= commit.active_segment]
             before_ns = before.timestamp() * 1e9 if before is not None else None
             removed = 0

@@ -263,3 +263,25 @@ def test_delete_then_recreate_starts_from_zero(store):
     assert produce(store, "t", [b"new"]) == 0
     assert read_all(store, "t") == [b"new"]
     assert not filecmp.dircmp(store.volumes[0], store.volumes[2]).diff_files
+
+
+def test_listing_and_offsets_survive_the_loss_of_the_last_volume(store):
+    import shutil
+
+    store.create_topic("t")
+    produce(store, "t", [b"x"] * 7)
+    shutil.rmtree(store.volumes[-1])
+    assert store.list_topics() == ["t"]
+    assert (store.offsets("t").min_offset, store.offsets("t").max_offset) == (0, 7)
+    assert read_all(store, "t") == [b"x"] * 7  # a degraded read from the volume before it
+
+
+def test_truncate_after_the_last_volume_was_lost_repairs_it_first(store):
+    import shutil
+
+    store.create_topic("t")
+    produce(store, "t", [b"%d" % i for i in range(12)])
+    shutil.rmtree(store.volumes[-1])
+    assert store.truncate("t", before_id=6).min_offset == 5
+    assert read_all(store, "t", 5) == [b"%d" % i for i in range(5, 12)]
+    assert tree(store.volumes[0]) == tree(store.volumes[-1])
