@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--output", default=str(REPO / "bench" / "results.txt"))
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="haraqa-bench-"))
@@ -143,6 +144,8 @@ def main() -> None:
                   Case("bare DRF POST 100B", "/bare/drf", "POST", 100), 1)]
         rows = []
         for ours, base, copies in cases + extra:
+            if args.only not in ours.name:
+                continue
             server = servers[copies]
             scripts = {ours.name: lua_script(ours, workdir), base.name: lua_script(base, workdir)}
             for case in (ours, base):  # warm up

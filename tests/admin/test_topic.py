@@ -11,17 +11,10 @@ from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from queues.admin_views import MESSAGES_PER_PAGE, SEGMENTS_PER_PAGE, preview
 from queues.storage import TopicNotFound
 
+from ..faults import flip_byte
 from .conftest import produce, topic_url
 
 XSS = b"<script>alert(1)</script>"
-
-
-def flip_byte(path: str, offset: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0xFF]))
 
 
 def test_segment_table_shows_sizes_and_checksums_on_every_volume(admin_client, store):

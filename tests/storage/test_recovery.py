@@ -22,6 +22,8 @@ from queues.storage import verify
 from queues.storage.layout import TopicDir
 from queues.storage.records import RECORD_SIZE, Commit, IndexRecord
 
+from ..faults import flip_byte as flip
+
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 ENTRIES = 5
@@ -80,14 +82,6 @@ def assert_identical(volumes: list[str]) -> None:
 
 def seg(volume: str, first: int, suffix: str, topic: str = "t") -> str:
     return TopicDir(volume, topic).segment_path(first, suffix)
-
-
-def flip(path: str, offset: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0x5A]))
 
 
 def record(volume: str, message_id: int, topic: str = "t", entries: int = ENTRIES) -> IndexRecord:
