@@ -9,14 +9,15 @@ from datetime import datetime
 
 from django.http import FileResponse, HttpResponse, JsonResponse
 from django.utils.html import escape
+from drf_spectacular.utils import extend_schema
 from rest_framework.views import APIView
 
 from queues import metrics
 from queues.conf import conf, get_store
-from queues.storage import MessageRange
+from queues.storage import InvalidTopic, MessageRange, normalize_topic
 
-from . import headers, schema
-from .errors import HaraqaError
+from . import headers, schema, watch
+from .errors import HaraqaError, error_response
 
 ANSIC = "%a %b %d %H:%M:%S %Y"
 INVALID_JSON = "invalid body: invalid json entry"
@@ -94,6 +95,30 @@ class TopicApi(APIView):
             if value:
                 response[f"Access-Control-Allow-{allowed}"] = value
         return response
+
+
+class TopicWatchApi(APIView):
+    """GET /ws/topics (X-Topics) and /ws/topics/{topic}: a websocket told of every write."""
+
+    @extend_schema(exclude=True)  # a websocket, not an OpenAPI operation
+    def get(self, request, topic: str | None = None):
+        names = [name.strip() for name in request.headers.get("X-Topics", "").split(",") if name.strip()]
+        if topic is not None:
+            names.append(topic)
+        if not names:
+            raise InvalidTopic("invalid topic")
+        watcher = watch.TopicWatcher(get_store().volumes, sorted({normalize_topic(name) for name in names}))
+        accept = watch.handshake_accept(request.headers)
+        if accept is None:
+            response = error_response("invalid websocket", 400)
+            response["Sec-WebSocket-Version"] = "13"
+            return response
+        sock = request.META.get("gunicorn.socket")
+        if sock is None:
+            return error_response("websocket needs the gunicorn server (manage.py serve)", 501)
+        watch.serve_watch(sock, accept, watcher)
+        # gunicorn's attempt to send this fails quietly (EPIPE): serve_watch shut the socket down
+        return HttpResponse(status=101)
 
 
 def _messages_response(messages: MessageRange, accept: str) -> FileResponse:

@@ -1,0 +1,140 @@
+"""The topic watch websocket (``GET /ws/topics``) against a real ``manage.py serve``."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from .client import HaraqaClient
+from .websocket import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, WAIT, RawWebSocket, close_payload
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def ws(server):
+    sockets: list[RawWebSocket] = []
+
+    def connect(*args, **kwargs) -> RawWebSocket:
+        sockets.append(RawWebSocket.connect(server.port, *args, **kwargs))
+        return sockets[-1]
+
+    yield connect
+    for sock in sockets:
+        sock.close()
+
+
+@pytest.fixture
+def client(server, connect) -> HaraqaClient:
+    return connect(server.url)
+
+
+def test_handshake_answers_101_with_the_accept_key(ws, client):
+    client.create("t")
+    socket_ = ws(topics=["t"])
+    assert socket_.status == 101
+    assert socket_.headers["upgrade"].lower() == "websocket"
+    assert socket_.headers["sec-websocket-accept"] == socket_.expected_accept()
+
+
+def test_a_produce_to_a_watched_topic_sends_its_name(ws, client):
+    client.create("Watched")
+    client.create("other")
+    socket_ = ws(topics=["WATCHED"])
+    client.produce("other", [b"x"])
+    client.produce("watched", [b"hello", b"world"])
+    assert socket_.frame() == (OP_TEXT, b"watched")  # the unwatched topic sent nothing before it
+    client.produce("other", [b"y"])
+    assert socket_.nothing_within(0.5)
+
+
+def test_topics_from_several_headers_comma_lists_and_the_path(ws, client):
+    for topic in ("a", "b", "c", "d/e"):
+        client.create(topic)
+    socket_ = ws("/ws/topics/d/e", topics=["a", "b, c"])
+    assert socket_.status == 101
+    received = set()
+    for topic in ("b", "d/e", "a", "c"):
+        client.produce(topic, [b"m"])
+        received.add(socket_.frame()[1].decode())
+    assert received == {"a", "b", "c", "d/e"}
+
+
+def test_deleting_every_watched_topic_closes_with_1001(ws, client):
+    client.create("one")
+    client.create("two")
+    socket_ = ws(topics=["one", "two"])
+    assert client.request("DELETE", "/topics/one")[0] == 204
+    assert socket_.nothing_within(0.5)  # one watched topic is left
+    assert client.request("DELETE", "/topics/two")[0] == 204
+    opcode, payload = socket_.frame()
+    assert (opcode, struct.unpack("!H", payload[:2])[0]) == (OP_CLOSE, 1001)
+    socket_.send(OP_CLOSE, payload[:2])
+    with pytest.raises(EOFError):
+        socket_.frame()
+
+
+def test_a_client_close_is_answered_with_a_close(ws, client):
+    client.create("t")
+    socket_ = ws(topics=["t"])
+    socket_.send(OP_PING, b"are you there")
+    assert socket_.frame() == (OP_PONG, b"are you there")
+    socket_.send(OP_CLOSE, close_payload(1000))
+    assert socket_.frame() == (OP_CLOSE, close_payload(1000))
+    with pytest.raises(EOFError):
+        socket_.frame()
+
+
+def test_a_watch_outlives_seconds_of_silence(ws, client):
+    client.create("t")
+    socket_ = ws(topics=["t"])
+    assert socket_.nothing_within(5)
+    client.produce("t", [b"late"])
+    assert socket_.frame() == (OP_TEXT, b"t")
+
+
+@pytest.mark.parametrize(
+    ("path", "topics", "upgrade", "status", "error"),
+    [
+        ("/ws/topics", [], True, 400, "invalid topic"),
+        ("/ws/topics", ["a/../b"], True, 400, "invalid topic"),
+        ("/ws/topics", ["exists", "missing"], True, 412, "topic does not exist"),
+        ("/ws/topics/missing", [], True, 412, "topic does not exist"),
+        ("/ws/topics", ["exists"], False, 400, "invalid websocket"),
+    ],
+)
+def test_refusals_come_before_any_upgrade(ws, client, path, topics, upgrade, status, error):
+    client.create("exists")
+    socket_ = ws(path, topics=topics, upgrade=upgrade)
+    assert (socket_.status, socket_.headers.get("x-errors")) == (status, error)
+
+
+def test_a_wrong_websocket_version_is_refused(ws, client):
+    client.create("t")
+    socket_ = ws(topics=["t"], upgrade=False, extra={
+        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "8"})
+    assert (socket_.status, socket_.headers.get("x-errors")) == (400, "invalid websocket")
+    assert socket_.headers["sec-websocket-version"] == "13"
+
+
+def test_finished_websockets_free_their_worker_thread(server_factory, volumes):
+    # one worker with two threads: a watch that kept its thread after it ended would leave
+    # the third websocket (or the requests after them) waiting for a thread until the timeout
+    server = server_factory(volumes, "--workers", "1", "--threads", "2")
+    client = HaraqaClient(server.url, timeout=WAIT)
+    client.create("t")
+    for number in range(6):
+        socket_ = RawWebSocket.connect(server.port, topics=["t"])
+        assert socket_.status == 101
+        if number % 2:
+            socket_.send(OP_CLOSE, close_payload(1000))
+            assert socket_.frame()[0] == OP_CLOSE
+        socket_.close()
+    for number in range(10):
+        client.produce("t", [b"%d" % number])
+    assert len(client.consume_all("t")) == 10
+    client.close()
+    assert "Traceback" not in server.log()
+    assert " GET /ws/topics 101 " in server.log()
