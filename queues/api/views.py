@@ -127,7 +127,7 @@ def _messages_response(messages: MessageRange, accept: str) -> FileResponse:
     response = FileResponse(messages.open(), content_type="text/plain" if text else "application/octet-stream")
     response.block_size = 1 << 20  # servers without sendfile read the file in these chunks
     response["Content-Length"] = str(messages.byte_count)
-    response["X-Sizes"] = ":".join(map(str, messages.sizes))
+    response["X-Sizes"] = headers.format_sizes(messages.sizes)
     response["X-Start-Time"] = time.strftime(ANSIC, time.gmtime(messages.start_time_ns / 1e9))
     response["X-End-Time"] = time.strftime(ANSIC, time.gmtime(messages.end_time_ns / 1e9))
     return response

@@ -15,6 +15,7 @@ at it raises MessageDamaged.
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import threading
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ class MessageRange:
     start_time_ns: int
     end_time_ns: int
 
-    @property
+    @functools.cached_property
     def byte_count(self) -> int:
         return sum(self.sizes)
 

@@ -183,3 +183,11 @@ def test_batch_above_the_maximum_is_413(client, settings):
     client.put("/topics/t")
     response = produce(client, "t", [b"123456789"])
     assert response.status_code == 413 and response["X-Errors"]
+
+
+@pytest.mark.parametrize("sizes", [[0], [5, 5, 3], list(range(1000)), [2**40, 0, 7]])
+def test_sizes_header_round_trip(sizes):
+    from queues.api.headers import format_sizes, parse_sizes
+
+    assert format_sizes(sizes) == ":".join(map(str, sizes))
+    assert parse_sizes(format_sizes(sizes)) == sizes
