@@ -19,9 +19,8 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from django.conf import settings
-
-from queues.conf import get_store
+from queues import metrics
+from queues.conf import conf, get_store
 
 STATE_FILE = "admin-recovery.json"
 LOCK_FILE = "admin-recovery.lock"
@@ -32,7 +31,7 @@ class RunInProgress(Exception):
 
 
 def _data_dir() -> Path:
-    path = Path(settings.DATA_DIR)
+    path = Path(conf.data_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -94,8 +93,11 @@ def _run(lock_fd: int, state: dict[str, Any], fix: bool) -> None:
 
 
 def run_check(fix: bool, progress: Callable[..., None]) -> Any:
-    """The engine's check (see queues.storage.recovery), with progress reported."""
-    return get_store().check(fix=fix, progress=progress)
+    """The engine's check (see queues.storage.recovery), with progress reported and counted
+    in the recovery metrics."""
+    report = get_store().check(fix=fix, progress=progress)
+    metrics.record_recovery(report)
+    return report
 
 
 def _progress_writer(state: dict[str, Any], interval: float = 0.25) -> Callable[..., None]:

@@ -47,6 +47,11 @@ class QueueSettings:
     def prometheus(self) -> bool:
         return settings.HARAQA_PROMETHEUS
 
+    @property
+    def data_dir(self) -> str:
+        """Where the server keeps its own files (database, secret key, admin run state)."""
+        return str(settings.DATA_DIR)
+
 
 conf = QueueSettings()
 
