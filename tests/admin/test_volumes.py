@@ -8,6 +8,7 @@ import os
 import shutil
 
 from django.contrib.admin.models import CHANGE, LogEntry
+from prometheus_client import REGISTRY
 
 from queues import admin_jobs
 
@@ -57,9 +58,11 @@ def test_recover_restores_a_deleted_volume_and_shows_the_report(admin_client, st
     produce(store, "b/c", [b"y" * 50] * 3)
     expected = tree(store.volumes[2])
     shutil.rmtree(store.volumes[1])
+    runs_before = REGISTRY.get_sample_value("haraqa_recovery_runs_total", {"result": "repaired"}) or 0
     admin_client.post(volume_url("recover"))
     wait_for_runs()
     assert tree(store.volumes[1]) == expected
+    assert REGISTRY.get_sample_value("haraqa_recovery_runs_total", {"result": "repaired"}) == runs_before + 1
     page = admin_client.get(volume_url("changelist"))
     report = page.context["report"]
     assert report["result"] == "repaired"
