@@ -108,7 +108,7 @@ class TopicWatchApi(APIView):
         if not names:
             raise InvalidTopic("invalid topic")
         watcher = watch.TopicWatcher(get_store().volumes, sorted({normalize_topic(name) for name in names}))
-        accept = watch.handshake_accept(request.headers)
+        accept = watch.handshake_accept(request.headers) if request.method == "GET" else None
         if accept is None:
             response = error_response("invalid websocket", 400)
             response["Sec-WebSocket-Version"] = "13"
@@ -116,7 +116,8 @@ class TopicWatchApi(APIView):
         sock = request.META.get("gunicorn.socket")
         if sock is None:
             return error_response("websocket needs the gunicorn server (manage.py serve)", 501)
-        watch.serve_watch(sock, accept, watcher)
+        if not watch.serve_watch(sock, accept, watcher):
+            return error_response("too many topic watches: every other thread of this worker is watching", 503)
         # gunicorn's attempt to send this fails quietly (EPIPE): serve_watch shut the socket down
         return HttpResponse(status=101)
 

@@ -5,7 +5,10 @@ WSGI has no websockets. The view validates the request and builds a ``TopicWatch
 writes the ``101 Switching Protocols`` answer itself and runs the watch in the request's
 worker thread: it polls the watched topics' commit records and sends a text frame with the
 topic name for every change, answers pings and close frames, pings the client every
-``PING_SECONDS`` and closes with 1001 once every watched topic is deleted.
+``PING_SECONDS`` (a client silent for two of them is dropped, as haraqa's server did) and
+closes with 1001 once every watched topic is deleted or the gunicorn worker stops
+(``follow_worker`` is the worker's ``post_worker_init`` hook). A watch holds its thread, so a
+worker runs at most ``threads - 1`` watches at once: one thread always serves the API.
 
 When it returns, the socket is shut down in both directions: gunicorn's own answer to the
 request then fails with EPIPE, which gunicorn logs at debug level only, and the worker
@@ -21,6 +24,7 @@ import logging
 import selectors
 import socket
 import struct
+import threading
 import time
 from collections.abc import Mapping
 
@@ -36,8 +40,40 @@ SEND_TIMEOUT_SECONDS = 10.0  # a client that reads nothing for this long is drop
 CLOSE_WAIT_SECONDS = 1.0  # after our close frame, how long the client's close reply is awaited
 MAX_CLIENT_FRAME = 1 << 16  # clients only send control frames; anything larger is refused
 
-OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
 CLOSE_GOING_AWAY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG = 1001, 1002, 1009
+
+_gunicorn_worker = None  # this process's gunicorn worker, once follow_worker has run
+_watching = 0  # watches running in this process
+_watching_guard = threading.Lock()
+
+
+def follow_worker(worker) -> None:
+    """gunicorn ``post_worker_init`` hook: open watches end with 1001 once ``worker`` stops
+    (instead of holding it until the graceful timeout kills it), and leave one of its threads
+    to the API."""
+    global _gunicorn_worker
+    _gunicorn_worker = worker
+
+
+def _worker_stopping() -> bool:
+    return _gunicorn_worker is not None and not _gunicorn_worker.alive
+
+
+def _take_thread() -> bool:
+    """Count a new watch in, unless it would take the last thread, the one kept for the API."""
+    global _watching
+    with _watching_guard:
+        if _gunicorn_worker is not None and _watching >= _gunicorn_worker.cfg.threads - 1:
+            return False
+        _watching += 1
+        return True
+
+
+def _give_thread_back() -> None:
+    global _watching
+    with _watching_guard:
+        _watching -= 1
 
 
 class ProtocolError(Exception):
@@ -157,9 +193,12 @@ def serve_watch(
     watcher: TopicWatcher,
     poll_seconds: float = POLL_SECONDS,
     ping_seconds: float = PING_SECONDS,
-) -> None:
+) -> bool:
     """Answer 101 on ``sock`` and notify the client of writes until it leaves or every topic
-    is gone; the socket is shut down on return."""
+    is gone; the socket is shut down on return. False, with ``sock`` untouched, if the worker
+    has no thread to spare for another watch."""
+    if not _take_thread():
+        return False
     sock.settimeout(SEND_TIMEOUT_SECONDS)
     try:
         sock.sendall(
@@ -170,10 +209,12 @@ def serve_watch(
     except OSError as exc:  # the client went away or stopped reading: nothing left to tell it
         logger.debug("topic watch ended: %s", exc)
     finally:
+        _give_thread_back()  # before the shutdown: a client that saw the end may watch again at once
         try:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass  # already disconnected
+    return True
 
 
 class _WatchLoop:
@@ -183,6 +224,7 @@ class _WatchLoop:
         self.poll_seconds = poll_seconds
         self.ping_seconds = ping_seconds
         self.received = bytearray()
+        self.last_heard = time.monotonic()  # when the client last sent anything
         self.selector = selectors.DefaultSelector()
         self.selector.register(sock, selectors.EVENT_READ)
 
@@ -199,8 +241,11 @@ class _WatchLoop:
                 return
             for topic in self.watcher.poll():
                 self.sock.sendall(frame(OP_TEXT, topic.encode("utf-8")))
-            if self.watcher.all_gone:
+            if self.watcher.all_gone or _worker_stopping():
                 self._close(CLOSE_GOING_AWAY)
+                return
+            if time.monotonic() - self.last_heard > 2 * self.ping_seconds:
+                logger.debug("topic watch client answered no ping: dropped")
                 return
             if time.monotonic() >= next_ping:
                 self.sock.sendall(frame(OP_PING))
@@ -212,6 +257,7 @@ class _WatchLoop:
         data = self.sock.recv(65536)
         if not data:
             return None
+        self.last_heard = time.monotonic()
         self.received += data
         frames = []
         while (parsed := parse_frame(self.received)) is not None:

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from django.test import Client
 
 from queues.api import watch
 from queues.storage import Store, TopicNotFound
@@ -67,13 +68,20 @@ def test_a_topic_on_no_volume_is_refused(store):
         watch.TopicWatcher(store.volumes, ["t", "missing"])
 
 
-def test_idle_watch_pings_and_still_reports_writes(serve, store):
+def test_an_idle_watch_answering_pings_stays_and_reports_writes(serve, store):
     client = serve(["t"], ping_seconds=0.2)
     assert client.status == 101 and client.headers["sec-websocket-accept"] == "accept"
-    assert client.frame(skip_pings=False) == (OP_PING, b"")
-    assert client.frame(skip_pings=False) == (OP_PING, b"")
+    for _ in range(5):  # longer than the two silent ping intervals after which a client is dropped
+        assert client.frame(skip_pings=False) == (OP_PING, b"")
+        client.send(OP_PONG)
     store.produce("t", [3], io.BytesIO(b"abc"))
     assert client.frame() == (OP_TEXT, b"t")
+
+
+def test_a_client_that_answers_no_ping_is_dropped(serve):
+    client = serve(["t"], ping_seconds=0.2)
+    with pytest.raises(EOFError):
+        client.frame()  # pings skipped, then the end of the connection
 
 
 def test_a_frame_split_into_single_bytes_is_understood(serve):
@@ -127,3 +135,14 @@ def test_a_topic_lost_from_the_last_volume_is_watched_on_the_others(serve, store
     assert client.nothing_within(0.3)  # still on the other volumes: not deleted
     store.delete_topic("t")
     assert client.frame() == (OP_CLOSE, close_payload(1001))
+
+
+@pytest.mark.django_db
+def test_without_gunicorns_socket_a_valid_watch_is_501(api_volumes):
+    client = Client()
+    assert client.put("/topics/t").status_code == 201
+    handshake = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                 "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    response = client.get("/ws/topics/T", headers=handshake)
+    assert response.status_code == 501 and "gunicorn" in response["X-Errors"]
+    assert client.get("/ws/topics", headers={**handshake, "X-Topics": ", "})["X-Errors"] == "invalid topic"

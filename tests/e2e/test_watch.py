@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import struct
+import time
 
 import pytest
 
@@ -119,22 +122,59 @@ def test_a_wrong_websocket_version_is_refused(ws, client):
     assert socket_.headers["sec-websocket-version"] == "13"
 
 
-def test_finished_websockets_free_their_worker_thread(server_factory, volumes):
-    # one worker with two threads: a watch that kept its thread after it ended would leave
-    # the third websocket (or the requests after them) waiting for a thread until the timeout
+TOO_MANY = "too many topic watches: every other thread of this worker is watching"
+
+
+def test_watches_leave_one_thread_to_the_api_and_free_theirs_on_close(server_factory, volumes):
+    # one worker with three threads: two watches at once, the third thread serves the API
+    server = server_factory(volumes, "--workers", "1", "--threads", "3")
+    client = HaraqaClient(server.url, timeout=WAIT)
+    client.create("t")
+    for round_ in range(3):
+        watches = [RawWebSocket.connect(server.port, topics=["t"]) for _ in range(2)]
+        assert [w.status for w in watches] == [101, 101]
+        refused = RawWebSocket.connect(server.port, topics=["t"])
+        assert (refused.status, refused.headers["x-errors"]) == (503, TOO_MANY)
+        refused.close()
+        client.produce("t", [b"%d" % round_])
+        for socket_ in watches:
+            assert socket_.frame() == (OP_TEXT, b"t")
+            socket_.send(OP_CLOSE, close_payload(1000))
+            assert socket_.frame() == (OP_CLOSE, close_payload(1000))
+            with pytest.raises(EOFError):
+                socket_.frame()
+            socket_.close()
+    assert len(client.consume_all("t")) == 3
+    client.close()
+    assert "Traceback" not in server.log()
+    assert " GET /ws/topics 101 " in server.log()
+
+
+def test_a_dropped_client_frees_its_thread(server_factory, volumes):
+    # one worker with two threads: one watch at a time, so each watch below needs the last one's thread
     server = server_factory(volumes, "--workers", "1", "--threads", "2")
     client = HaraqaClient(server.url, timeout=WAIT)
     client.create("t")
-    for number in range(6):
-        socket_ = RawWebSocket.connect(server.port, topics=["t"])
+    for _ in range(6):
+        deadline = time.monotonic() + WAIT
+        while (socket_ := RawWebSocket.connect(server.port, topics=["t"])).status == 503:
+            socket_.close()  # the server has not noticed the last drop yet
+            assert time.monotonic() < deadline, "a dropped watch kept its thread"
+            time.sleep(0.05)
         assert socket_.status == 101
-        if number % 2:
-            socket_.send(OP_CLOSE, close_payload(1000))
-            assert socket_.frame()[0] == OP_CLOSE
         socket_.close()
     for number in range(10):
         client.produce("t", [b"%d" % number])
     assert len(client.consume_all("t")) == 10
     client.close()
     assert "Traceback" not in server.log()
-    assert " GET /ws/topics 101 " in server.log()
+
+
+def test_stopping_the_server_closes_open_watches_with_1001(server, ws, client):
+    client.create("t")
+    socket_ = ws(topics=["t"])
+    os.killpg(server.process.pid, signal.SIGTERM)
+    # without the worker hook the watch would hold its worker until the 30 s graceful timeout
+    opcode, payload = socket_.frame()
+    assert (opcode, struct.unpack("!H", payload[:2])[0]) == (OP_CLOSE, 1001)
+    assert server.process.wait(timeout=WAIT * 2) == 0

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from gunicorn.app.base import BaseApplication
 
 from queues import metrics
+from queues.api import watch
 from queues.storage import Store, VolumeError
 
 from .recover import recover_at_startup
@@ -150,6 +151,7 @@ class Command(BaseCommand):
             "graceful_timeout": 30,
             "limit_request_field_size": 0,  # X-Sizes of large batches is long
             "control_socket_disable": True,  # several servers may run side by side
+            "post_worker_init": watch.follow_worker,  # /ws/topics watches: see queues/api/watch.py
             **_logging_and_metrics_options(opts),
         }
 
