@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 
 import pytest
 
@@ -65,3 +67,24 @@ def test_a_100_mb_batch_streams_with_flat_memory(server_factory, volumes, connec
     client.produce("big", messages)
     assert peak_rss_kib(worker) - before < 30 * 1024  # a 100 MB body never sits in memory
     assert client.consume("big", 1, 3) == messages[:3]
+
+
+def test_fsync_batch_server_syncs_before_answering(server_factory, volumes, connect):
+    server = server_factory(volumes, "--workers", "1", "--fsync", "batch")
+    client = connect(server.url)
+    client.create("durable")
+    workers = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+    threads = [tid for pid in workers for tid in os.listdir(f"/proc/{pid}/task")]
+    trace = os.path.join(os.path.dirname(server.log_path), "fsync.strace")
+    tracer = subprocess.Popen(["strace", "-f", "-e", "trace=fdatasync,fsync", "-o", trace]
+                              + [a for tid in threads for a in ("-p", tid)], stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)  # strace attaches
+        client.produce("durable", [b"kept", b"safe"])
+    finally:
+        tracer.terminate()
+        tracer.wait(10)
+    with open(trace) as f:
+        syncs = [line for line in f if "fdatasync(" in line or "fsync(" in line]
+    assert len(syncs) >= 3 * len(volumes)  # data, index and commit on every volume
+    assert client.consume_all("durable") == [b"kept", b"safe"]

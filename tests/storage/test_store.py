@@ -285,3 +285,36 @@ def test_truncate_after_the_last_volume_was_lost_repairs_it_first(store):
     assert store.truncate("t", before_id=6).min_offset == 5
     assert read_all(store, "t", 5) == [b"%d" % i for i in range(5, 12)]
     assert tree(store.volumes[0]) == tree(store.volumes[-1])
+
+
+def test_fsync_batch_syncs_data_index_and_commit_on_every_volume_before_returning(volumes, monkeypatch):
+    """A spy around the real fdatasync/fsync records which files were made durable."""
+    synced: list[str] = []
+    real_fdatasync, real_fsync = os.fdatasync, os.fsync
+
+    def spy(real):
+        def sync(fd):
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            return real(fd)
+        return sync
+
+    store = Store(volumes, entries_per_segment=2, fsync="batch")
+    store.prepare_volumes()
+    store.create_topic("t")
+    monkeypatch.setattr(os, "fdatasync", spy(real_fdatasync))
+    monkeypatch.setattr(os, "fsync", spy(real_fsync))
+    produce(store, "t", [b"a", b"b", b"c"])  # rolls into a new segment: its directory is synced too
+    for volume in store.volumes:
+        topic = os.path.join(volume, "t")
+        for name in (f"{0:020d}.dat", f"{0:020d}.idx", f"{2:020d}.dat", f"{2:020d}.idx", ".commit"):
+            assert os.path.join(topic, name) in synced, name
+        assert topic in synced
+    assert read_all(store, "t") == [b"a", b"b", b"c"]
+
+
+def test_fsync_never_makes_no_sync_call(store, monkeypatch):
+    calls = []
+    monkeypatch.setattr(os, "fdatasync", lambda fd: calls.append(fd))
+    store.create_topic("t")
+    produce(store, "t", [b"a"] * 7)
+    assert calls == []
