@@ -11,13 +11,11 @@ orders cannot deadlock.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import functools
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
 
 LOCK_DIR = ".locks"
 
@@ -30,25 +28,45 @@ def _thread_lock(key: str) -> threading.Lock:
         return _thread_locks.setdefault(key, threading.Lock())
 
 
+@functools.lru_cache(maxsize=4096)
 def lock_file_name(topic: str) -> str:
     return hashlib.sha1(topic.encode("utf-8", "surrogatepass")).hexdigest() + ".lock"
 
 
-@contextlib.contextmanager
-def topic_lock(volume_roots: list[str], topic: str) -> Iterator[None]:
-    """Hold the topic's lock in this process and on every volume."""
-    name = lock_file_name(topic)
-    with _thread_lock(topic), contextlib.ExitStack() as stack:
-        for root in _lock_order(tuple(volume_roots)):
-            lock_dir = f"{root}/{LOCK_DIR}"
-            try:
-                fd = os.open(f"{lock_dir}/{name}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except FileNotFoundError:  # the volume lost its .locks directory
-                os.makedirs(lock_dir, exist_ok=True)
-                fd = os.open(f"{lock_dir}/{name}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            stack.callback(os.close, fd)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+class topic_lock:  # noqa: N801 - used like a function: ``with topic_lock(volumes, topic):``
+    """Hold the topic's lock in this process and on every volume (a plain class rather
+    than a generator context manager: it is taken on every produce)."""
+
+    def __init__(self, volume_roots: list[str], topic: str):
+        self._roots = _lock_order(tuple(volume_roots))
+        self._name = lock_file_name(topic)
+        self._thread_lock = _thread_lock(topic)
+        self._fds: list[int] = []
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            for root in self._roots:
+                fd = _open_lock_file(f"{root}/{LOCK_DIR}", self._name)
+                self._fds.append(fd)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in reversed(self._fds):
+            os.close(fd)  # closing the descriptor releases its flock
+        self._fds.clear()
+        self._thread_lock.release()
+
+
+def _open_lock_file(lock_dir: str, name: str) -> int:
+    try:
+        return os.open(f"{lock_dir}/{name}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except FileNotFoundError:  # the volume lost its .locks directory
+        os.makedirs(lock_dir, exist_ok=True)
+        return os.open(f"{lock_dir}/{name}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
 @functools.lru_cache(maxsize=64)

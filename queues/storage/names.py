@@ -6,6 +6,7 @@ could escape the volume or collide with the engine's own files is refused.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from .errors import InvalidGroup, InvalidTopic
@@ -26,6 +27,7 @@ def _segment_is_safe(segment: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=4096)  # names repeat on every request; refusals are not cached
 def normalize_topic(name: str) -> str:
     """Lower-case ``name`` and check it is a safe relative path; raise InvalidTopic."""
     topic = name.lower()

@@ -95,10 +95,21 @@ class BatchWriter:
         self.parts = parts
         self.durable = durable
 
+    def open(self) -> None:
+        """Open the first part's files on every volume (raises VolumesOutOfSync if one cannot
+        append there); nothing is written yet, so a failure here needs no rollback."""
+        try:
+            self._open(self.parts[0])
+        except BaseException:
+            self._close()
+            raise
+
     def write(self, body: BinaryIO) -> Commit:
+        """Write the batch (after ``open``); return the new commit."""
         try:
             for part in self.parts:
-                self._open(part)
+                if not part.fds:
+                    self._open(part)
                 self._stream(part, body)
             if body.read(1):
                 raise InvalidBody("invalid body: longer than the sum of X-Sizes")
@@ -129,10 +140,10 @@ class BatchWriter:
         for topic_dir in self.dirs:
             try:
                 data_fd = os.open(topic_dir.segment_path(part.first_id, "dat"), flags, 0o644)
+                part.fds.append((data_fd, -1))
+                index_fd = os.open(topic_dir.segment_path(part.first_id, "idx"), flags, 0o644)
             except FileNotFoundError:
                 raise VolumesOutOfSync(f"segment {part.first_id} of {topic_dir.topic!r} is missing on a volume") from None
-            part.fds.append((data_fd, -1))
-            index_fd = os.open(topic_dir.segment_path(part.first_id, "idx"), flags | os.O_CREAT, 0o644)
             part.fds[-1] = (data_fd, index_fd)
             if not part.is_new:
                 _trim_or_fail(data_fd, part.data_offset, topic_dir)
@@ -212,7 +223,9 @@ def _trim_or_fail(fd: int, expected: int, topic_dir: TopicDir) -> None:
 
 
 def _truncate_quietly(path: str, size: int) -> None:
+    """Shrink ``path`` to ``size``; never grow it (a short file is recovery's business)."""
     try:
-        os.truncate(path, size)
+        if os.path.getsize(path) > size:
+            os.truncate(path, size)
     except FileNotFoundError:
         pass

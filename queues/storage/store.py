@@ -156,11 +156,9 @@ class Store:
         if sum(sizes) <= PREREAD_BYTES:
             body = PrereadBody(body, sum(sizes))
         with topic_lock(self.volumes, topic):
-            dirs = self._dirs(topic)
-            commit = self._reconciled_commit(dirs)
-            parts = plan_parts(commit, sizes, self.entries_per_segment)
-            BatchWriter(dirs, commit, parts, self.durable).write(body)
-            return commit.next_id
+            writer = self._open_writer(self._dirs(topic), sizes)
+            writer.write(body)
+            return writer.commit.next_id
 
     def check_sizes(self, sizes: list[int]) -> None:
         """Raise InvalidSizes / BatchTooLarge unless ``sizes`` is an acceptable batch."""
@@ -239,6 +237,22 @@ class Store:
         """Verify every topic on every volume; repair with ``fix``. See ``recovery.check``."""
         return recovery.check(self, fix=fix, topics=topics, progress=progress, deep=deep)
 
+    def _open_writer(self, dirs: list[TopicDir], sizes: list[int]) -> BatchWriter:
+        """A writer for the batch with its current segment open on every volume (which also
+        proves every volume can append); a topic missing or damaged on a volume is repaired
+        first, under the topic lock the caller holds."""
+        for repaired in (False, True):
+            try:
+                commit = self._agreed_commit(dirs, check_active=False)
+                writer = BatchWriter(dirs, commit, plan_parts(commit, sizes, self.entries_per_segment), self.durable)
+                writer.open()
+                return writer
+            except (VolumesOutOfSync, Corruption, FileNotFoundError):
+                if repaired:
+                    raise
+                recovery.repair_topic(self.volumes, dirs[0].topic)
+        raise AssertionError("unreachable")
+
     def _reconciled_commit(self, dirs: list[TopicDir]) -> Commit:
         """The commit every volume agrees on; a topic missing or damaged on a volume is
         repaired first, under the topic lock the caller holds."""
@@ -248,7 +262,7 @@ class Store:
             recovery.repair_topic(self.volumes, dirs[0].topic)
             return self._agreed_commit(dirs)
 
-    def _agreed_commit(self, dirs: list[TopicDir]) -> Commit:
+    def _agreed_commit(self, dirs: list[TopicDir], check_active: bool = True) -> Commit:
         """The commit every volume agrees on, rolling forward a commit a crash left half written."""
         commits = [d.read_commit() for d in dirs]
         present = [c for c in commits if c is not None]
@@ -262,7 +276,7 @@ class Store:
             if commit != newest:
                 _roll_forward(source, topic_dir, commit, newest)
                 topic_dir.write_commit(newest, self.durable)
-        if not recovery.active_segment_intact(dirs, newest):
+        if check_active and not recovery.active_segment_intact(dirs, newest):
             raise VolumesOutOfSync("the active segment is missing or short on a volume")
         return newest
 

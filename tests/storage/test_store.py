@@ -318,3 +318,17 @@ def test_fsync_never_makes_no_sync_call(store, monkeypatch):
     store.create_topic("t")
     produce(store, "t", [b"a"] * 7)
     assert calls == []
+
+
+@pytest.mark.parametrize("damage", ["short data", "missing index"])
+def test_produce_repairs_a_volume_whose_current_segment_is_damaged(store, damage):
+    store.create_topic("t")
+    produce(store, "t", [b"abc", b"defg"])
+    segment = os.path.join(store.volumes[1], "t", f"{0:020d}")
+    if damage == "short data":
+        os.truncate(segment + ".dat", 2)
+    else:
+        os.unlink(segment + ".idx")
+    produce(store, "t", [b"h"])
+    assert read_all(store, "t") == [b"abc", b"defg", b"h"]
+    assert_volumes_identical(store)
