@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 
@@ -119,6 +120,9 @@ class Command(BaseCommand):
             f"volumes {', '.join(volumes)} (reads from the last); fsync={opts['fsync']}"
         )
         self.stdout.write(_urls_line(address, opts))
+        # Everything loaded so far lives as long as the server: keep it out of the cyclic
+        # GC's reach (measured: the GC's share of a request halves) and shared with workers.
+        gc.freeze()
         GunicornApplication(application, self._gunicorn_options(address, opts)).run()
 
     @staticmethod
