@@ -89,9 +89,6 @@ class Store:
     def _dirs(self, topic: str) -> list[TopicDir]:
         return [TopicDir(volume, topic) for volume in self.volumes]
 
-    def _read_dir(self, topic: str) -> TopicDir:
-        return TopicDir(self.volumes[-1], topic)
-
     def _existing_topic(self, name: str) -> str:
         """The normalised name of a topic stored on some volume; checked before locking
         so requests for missing topics leave no lock file behind."""
@@ -305,13 +302,6 @@ def _segment_after(segments: list[int], first: int) -> int:
 def _last_timestamp(topic_dir: TopicDir, first: int, following: int) -> int:
     raw = pread_file(topic_dir.segment_path(first, "idx"), (following - first - 1) * RECORD_SIZE, RECORD_SIZE)
     return IndexRecord.unpack(raw).timestamp_ns if len(raw) == RECORD_SIZE else 0
-
-
-def _require_commit(topic_dir: TopicDir) -> Commit:
-    commit = topic_dir.read_commit()
-    if commit is None:
-        raise TopicNotFound("topic does not exist")
-    return commit
 
 
 def _remove_topic_files(topic_dir: TopicDir) -> None:
