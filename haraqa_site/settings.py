@@ -80,10 +80,10 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "queues.middleware.StaticFilesMiddleware",
     "queues.middleware.CorsMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "queues.middleware.AdminSessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "queues.middleware.AdminAuthenticationMiddleware",
+    "queues.middleware.AdminMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "queues.metrics.PrometheusAfterMiddleware",
 ]

@@ -1,9 +1,13 @@
-"""Site-wide middlewares: haraqa's CORS headers and whitenoise for the self-hosted static files."""
+"""Site-wide middlewares: haraqa's CORS headers, whitenoise for the self-hosted static files,
+and Django's session, user and message middlewares narrowed to the admin pages."""
 
 from __future__ import annotations
 
 import os
 
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import MiddlewareNotUsed
 from whitenoise.middleware import WhiteNoiseMiddleware
 
@@ -39,3 +43,38 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
     def add_files(self, root, prefix=None):
         if os.path.isdir(root):
             super().add_files(root, prefix)
+
+
+ADMIN_PREFIX = "/admin/"  # where haraqa_site/urls.py mounts the admin
+
+
+def _for_admin(request) -> bool:
+    return request.path_info.startswith(ADMIN_PREFIX)
+
+
+# Sessions, users and messages exist for the admin only; skipping them elsewhere takes about
+# 13% off the instructions of an API request (callgrind, bare DRF view).
+
+
+class AdminSessionMiddleware(SessionMiddleware):
+    def process_request(self, request) -> None:
+        if _for_admin(request):
+            super().process_request(request)
+
+    def process_response(self, request, response):
+        return super().process_response(request, response) if _for_admin(request) else response
+
+
+class AdminAuthenticationMiddleware(AuthenticationMiddleware):
+    def process_request(self, request) -> None:
+        if _for_admin(request):
+            super().process_request(request)
+
+
+class AdminMessageMiddleware(MessageMiddleware):
+    def process_request(self, request) -> None:
+        if _for_admin(request):
+            super().process_request(request)
+
+    def process_response(self, request, response):
+        return super().process_response(request, response) if _for_admin(request) else response
