@@ -20,6 +20,12 @@ def parse_sizes(value: str | None) -> list[int]:
     return list(map(int, parts))
 
 
+def header(request: HttpRequest, name: str, default: str | None = None) -> str | None:
+    """A request header read straight from the WSGI environ: cheaper than ``request.headers``,
+    which copies every header into a new mapping on each request."""
+    return request.META.get("HTTP_" + name.upper().replace("-", "_"), default)
+
+
 def format_sizes(sizes: list[int]) -> str:
     """[5, 5, 3] -> ``5:5:3``; one %-format call is twice as fast as joining str() of each."""
     return _sizes_format(len(sizes)) % tuple(sizes)
@@ -41,7 +47,9 @@ def parse_int(value: str | None, error_text: str) -> int | None:
 
 def message_id(request: HttpRequest, has_group: bool) -> int:
     """X-Id (or ``?id=``); missing is an error unless a consumer group picks the start."""
-    value = request.headers.get("X-Id", request.GET.get("id"))
+    value = header(request, "X-Id")
+    if value is None:
+        value = request.GET.get("id")
     parsed = parse_int(value, "invalid message id")
     if parsed is None:
         if has_group:
@@ -52,7 +60,10 @@ def message_id(request: HttpRequest, has_group: bool) -> int:
 
 def message_limit(request: HttpRequest, default: int) -> int:
     """X-Limit; missing, 0 or negative means the server default (-1: no limit)."""
-    parsed = parse_int(request.headers.get("X-Limit", request.GET.get("limit")), "invalid message limit")
+    value = header(request, "X-Limit")
+    if value is None:
+        value = request.GET.get("limit")
+    parsed = parse_int(value, "invalid message limit")
     return default if parsed is None or parsed <= 0 else parsed
 
 

@@ -32,7 +32,7 @@ class TopicListApi(APIView):
             topics = get_store().list_topics(request.GET.get("regex") or None)
         except re.error:
             raise HaraqaError("invalid regex") from None
-        accept = request.headers.get("Accept", "")
+        accept = headers.header(request, "Accept", "")
         if "application/json" in accept:
             return JsonResponse({"topics": topics})
         if "text/html" in accept:
@@ -56,11 +56,11 @@ class TopicApi(APIView):
 
     @schema.produce
     def post(self, request, topic: str):
-        sizes = headers.parse_sizes(request.headers.get("X-Sizes"))
+        sizes = headers.parse_sizes(headers.header(request, "X-Sizes"))
         store = get_store()
         store.check_sizes(sizes)
         length = headers.content_length(request)
-        if length is not None and "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+        if length is not None and "chunked" not in headers.header(request, "Transfer-Encoding", "").lower():
             if length != sum(sizes):
                 raise HaraqaError(f"invalid body: {length} bytes sent, X-Sizes adds up to {sum(sizes)}")
         store.produce(topic, sizes, headers.body_stream(request._request))
@@ -69,7 +69,7 @@ class TopicApi(APIView):
 
     @schema.consume
     def get(self, request, topic: str):
-        group = request.headers.get("X-Consumer-Group")
+        group = headers.header(request, "X-Consumer-Group")
         start = headers.message_id(request, has_group=bool(group))
         limit = headers.message_limit(request, conf.limit)
         store = get_store()
@@ -78,7 +78,7 @@ class TopicApi(APIView):
         else:
             messages = store.consume(topic, start, limit)
         metrics.record_consume(messages.sizes, store.degraded_reads)
-        return _messages_response(messages, request.headers.get("Accept", ""))
+        return _messages_response(messages, headers.header(request, "Accept", ""))
 
     @schema.modify_topic
     def patch(self, request, topic: str):
@@ -91,7 +91,7 @@ class TopicApi(APIView):
     def options(self, request, topic: str):
         response = HttpResponse(status=200)  # Access-Control-Allow-Origin: queues.middleware (--cors)
         for asked, allowed in (("Headers", "Headers"), ("Method", "Methods")):
-            value = request.headers.get(f"Access-Control-Request-{asked}")
+            value = headers.header(request, f"Access-Control-Request-{asked}")
             if value:
                 response[f"Access-Control-Allow-{allowed}"] = value
         return response
