@@ -35,17 +35,17 @@ class PrereadBody:
     holds the topic lock; ``read`` hands out views of it without copying."""
 
     def __init__(self, body: BinaryIO, total: int):
-        buffer = bytearray(total)
-        view, filled = memoryview(buffer), 0
-        while filled < total:
-            chunk = body.read(total - filled)
-            if not chunk:
+        pieces, received = [], 0
+        while received < total:  # one read normally returns it all
+            piece = body.read(total - received)
+            if not piece:
                 raise InvalidBody("invalid body: shorter than the sum of X-Sizes")
-            view[filled : filled + len(chunk)] = chunk
-            filled += len(chunk)
+            pieces.append(piece)
+            received += len(piece)
         if body.read(1):
             raise InvalidBody("invalid body: longer than the sum of X-Sizes")
-        self._view, self._position = view, 0
+        self._view = memoryview(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        self._position = 0
 
     def read(self, size: int) -> memoryview:
         start, self._position = self._position, min(self._position + size, len(self._view))
