@@ -52,29 +52,27 @@ def _for_admin(request) -> bool:
     return request.path_info.startswith(ADMIN_PREFIX)
 
 
-# Sessions, users and messages exist for the admin only; skipping them elsewhere takes about
-# 13% off the instructions of an API request (callgrind, bare DRF view).
+class _AdminOnly:
+    """Runs a Django middleware's hooks for admin pages only. Sessions, users and messages
+    exist for the admin; skipping them elsewhere takes about 13% off the instructions of an
+    API request (callgrind, bare DRF view)."""
 
-
-class AdminSessionMiddleware(SessionMiddleware):
     def process_request(self, request) -> None:
         if _for_admin(request):
             super().process_request(request)
 
     def process_response(self, request, response):
-        return super().process_response(request, response) if _for_admin(request) else response
+        hook = getattr(super(), "process_response", None)
+        return hook(request, response) if hook and _for_admin(request) else response
 
 
-class AdminAuthenticationMiddleware(AuthenticationMiddleware):
-    def process_request(self, request) -> None:
-        if _for_admin(request):
-            super().process_request(request)
+class AdminSessionMiddleware(_AdminOnly, SessionMiddleware):
+    pass
 
 
-class AdminMessageMiddleware(MessageMiddleware):
-    def process_request(self, request) -> None:
-        if _for_admin(request):
-            super().process_request(request)
+class AdminAuthenticationMiddleware(_AdminOnly, AuthenticationMiddleware):
+    pass
 
-    def process_response(self, request, response):
-        return super().process_response(request, response) if _for_admin(request) else response
+
+class AdminMessageMiddleware(_AdminOnly, MessageMiddleware):
+    pass
