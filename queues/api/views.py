@@ -57,13 +57,9 @@ class TopicApi(APIView):
     @schema.produce
     def post(self, request, topic: str):
         sizes = headers.parse_sizes(headers.header(request, "X-Sizes"))
-        store = get_store()
-        store.check_sizes(sizes)
-        length = headers.content_length(request)
-        if length is not None and "chunked" not in headers.header(request, "Transfer-Encoding", "").lower():
-            if length != sum(sizes):
-                raise HaraqaError(f"invalid body: {length} bytes sent, X-Sizes adds up to {sum(sizes)}")
-        store.produce(topic, sizes, headers.body_stream(request._request))
+        chunked = "chunked" in headers.header(request, "Transfer-Encoding", "").lower()
+        length = None if chunked else headers.content_length(request)
+        get_store().produce(topic, sizes, headers.body_stream(request._request, chunked), length)
         metrics.record_produce(sizes)
         return HttpResponse(status=204)
 

@@ -17,17 +17,15 @@ from __future__ import annotations
 import bisect
 import os
 import time
-from itertools import accumulate, repeat
-from operator import sub
-from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import BinaryIO
 
 from .errors import InvalidBody, VolumesOutOfSync
 from .layout import TopicDir, fsync_dir, pwrite_all, unlink_quietly
 from .records import RECORD_SIZE, Commit, message_hash, pack_index, partial_checksum
 
-CHUNK_BYTES = 1 << 20
-PREREAD_BYTES = 4 << 20  # batches up to this size are read before the topic lock is taken
+CHUNK_BYTES = 4 << 20  # larger batches are written in chunks of this size
+PREREAD_BYTES = CHUNK_BYTES  # batches up to this size are read before the topic lock is taken
 
 
 class PrereadBody:
@@ -52,34 +50,36 @@ class PrereadBody:
         return self._view[start : self._position]
 
 
-@dataclass
 class SegmentPart:
     """The messages of a batch that land in one segment."""
 
-    first_id: int  # id of the segment's first message
-    start_id: int  # id of this part's first message
-    data_offset: int  # where this part's bytes start in the data file
-    sizes: list[int]
-    is_new: bool
-    checksums: list[int] = field(default_factory=list)  # 64-bit message hashes
-    fds: list[tuple[int, int]] = field(default_factory=list)  # (data fd, index fd) per volume
+    __slots__ = ("first_id", "start_id", "data_offset", "sizes", "data_end", "is_new", "checksums", "fds")
 
-    @property
-    def data_end(self) -> int:
-        return self.data_offset + sum(self.sizes)
+    def __init__(self, first_id: int, start_id: int, data_offset: int, sizes: list[int], total: int, is_new: bool):
+        self.first_id = first_id  # id of the segment's first message
+        self.start_id = start_id  # id of this part's first message
+        self.data_offset = data_offset  # where this part's bytes start in the data file
+        self.sizes = sizes
+        self.data_end = data_offset + total
+        self.is_new = is_new
+        self.checksums: list[int] = []  # 64-bit message hashes
+        self.fds: list[tuple[int, int]] = []  # (data fd, index fd) per volume
 
 
-def plan_parts(commit: Commit, sizes: list[int], entries: int) -> list[SegmentPart]:
-    """Split ``sizes`` at segment boundaries: a segment holds ``entries`` messages."""
+def plan_parts(commit: Commit, sizes: list[int], total: int, entries: int) -> list[SegmentPart]:
+    """Split ``sizes`` (adding up to ``total``) at segment boundaries: a segment holds ``entries`` messages."""
+    segment, offset, count, next_id = commit.active_segment, commit.data_end, commit.active_count, commit.next_id
+    if count + len(sizes) <= entries:  # the usual case: the batch fits the active segment
+        return [SegmentPart(segment, next_id, offset, sizes, total, is_new=count == 0 and next_id != 0)]
     parts: list[SegmentPart] = []
-    segment, offset, count = commit.active_segment, commit.data_end, commit.active_count
-    next_id, i = commit.next_id, 0
+    i = 0
     while i < len(sizes):
         if count >= entries:
             segment, offset, count = next_id, 0, 0
         take = sizes[i : i + entries - count]
-        parts.append(SegmentPart(segment, next_id, offset, take, is_new=count == 0 and next_id != 0))
-        offset += sum(take)
+        size = sum(take)
+        parts.append(SegmentPart(segment, next_id, offset, take, size, is_new=count == 0 and next_id != 0))
+        offset += size
         count += len(take)
         next_id += len(take)
         i += len(take)
@@ -152,16 +152,16 @@ class BatchWriter:
                 fsync_dir(topic_dir.path)
 
     def _stream(self, part: SegmentPart, body: BinaryIO) -> None:
-        """Copy the part's bytes from ``body`` to every volume, checksumming each message.
+        """Copy the part's bytes from ``body`` to every volume, hashing each message.
 
-        Messages wholly inside a chunk are checksummed by one ``map``; only a message
-        that straddles chunks goes through an incremental hasher.
+        Messages wholly inside a chunk are hashed by one list comprehension; only a
+        message that straddles chunks goes through an incremental hasher.
         """
-        ends = list(accumulate(part.sizes))
-        starts = [0, *ends[:-1]]
-        total, count, checksums = ends[-1], len(ends), part.checksums
+        sizes, checksums, total = part.sizes, part.checksums, part.data_end - part.data_offset
         if total == 0:
-            checksums.extend([message_hash(b"")] * count)
+            checksums.extend([message_hash(b"")] * len(sizes))
+            return
+        ends = list(accumulate(sizes))
         message, position, straddling = 0, 0, None
         while position < total:
             chunk = body.read(min(CHUNK_BYTES, total - position))
@@ -169,22 +169,22 @@ class BatchWriter:
                 raise InvalidBody("invalid body: shorter than the sum of X-Sizes")
             for data_fd, _ in part.fds:
                 pwrite_all(data_fd, chunk, part.data_offset + position)
-            view, chunk_end = memoryview(chunk), position + len(chunk)
-            if straddling is not None:
+            view, chunk_end, start = memoryview(chunk), position + len(chunk), 0  # a chunk starts a message...
+            if straddling is not None:  # ...or continues the one the last chunk began
                 if ends[message] > chunk_end:
-                    partial_checksum(view, straddling)
+                    straddling.update(view)
                     position = chunk_end
                     continue
-                straddling.update(view[: ends[message] - position])
+                start = ends[message] - position
+                straddling.update(view[:start])
                 checksums.append(straddling.intdigest())
                 straddling, message = None, message + 1
             whole = bisect.bisect_right(ends, chunk_end, message)
-            shift = repeat(position)
-            bounds = map(slice, map(sub, starts[message:whole], shift), map(sub, ends[message:whole], shift))
-            checksums.extend(map(message_hash, map(view.__getitem__, bounds)))
+            chunk_ends = [end - position for end in ends[message:whole]] if position else ends[message:whole]
+            checksums += [message_hash(view[start : (start := end)]) for end in chunk_ends]
             message = whole
-            if message < count:
-                straddling = partial_checksum(view[starts[message] - position :])
+            if message < len(ends):
+                straddling = partial_checksum(view[start:])
             position = chunk_end
 
     def _sync(self, data: bool) -> None:

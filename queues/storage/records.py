@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import functools
 import struct
+import sys
 from array import array
-from dataclasses import dataclass
 from itertools import chain, repeat
+from operator import xor
+from typing import NamedTuple
 
 import xxhash
 
@@ -36,7 +38,11 @@ _SEVEN_WORDS = struct.Struct("<7I")
 _WORD = struct.Struct("<I")
 _COMMIT = struct.Struct("<QQQI")
 _CHECKSUM_MASK = 0xFFFFFFFF
-_FEW_RECORDS = 100  # up to this many, one struct.pack call beats building columns
+_FEW_RECORDS = 8  # up to this many, one struct.pack call beats building columns
+_WORDS_PER_RECORD = RECORD_SIZE // 4
+_LITTLE = "little"
+# columns of records are built as native u32 arrays: that is the file's layout on little-endian machines
+_WORD_ARRAYS = sys.byteorder == _LITTLE and array("I").itemsize == 4
 
 Hasher = xxhash.xxh3_64
 
@@ -60,10 +66,7 @@ def partial_checksum(data: bytes | memoryview, partial: Hasher | None = None) ->
 
 
 def _check_word(body: bytes | memoryview) -> int:
-    check = _CHECK_SEED
-    for word in _SEVEN_WORDS.unpack_from(body):
-        check ^= word
-    return check
+    return functools.reduce(xor, _SEVEN_WORDS.unpack_from(body), _CHECK_SEED)
 
 
 def seal(body: bytes) -> bytes:
@@ -75,26 +78,30 @@ def is_sealed(record: bytes | memoryview) -> bool:
     return len(record) == RECORD_SIZE and _WORD.unpack_from(record, 28)[0] == _check_word(record)
 
 
-def _check_columns(records: bytes | bytearray | memoryview, count: int) -> list[bytes]:
-    """The check word every record should carry, as 4 byte-columns (byte k of each word)."""
-    columns = []
-    for k in range(4):
-        seed_byte = (_CHECK_SEED >> (8 * k)) & 0xFF
-        column = int.from_bytes(bytes([seed_byte]) * count, "little")
-        for word_start in range(0, 28, 4):
-            column ^= int.from_bytes(records[word_start + k :: RECORD_SIZE], "little")
-        columns.append(column.to_bytes(count, "little"))
-    return columns
+def _word_columns(records: bytes | bytearray | memoryview) -> list[array]:
+    """The 8 u32 words of every (whole) record, one array per word position."""
+    words = array("I", records[: len(records) // RECORD_SIZE * RECORD_SIZE])
+    return [words[k::_WORDS_PER_RECORD] for k in range(_WORDS_PER_RECORD)]
+
+
+def _xor_columns(columns: list[array], constant: int) -> array:
+    """Word by word, the XOR of ``columns`` and ``constant``: one big-int XOR per column."""
+    count = len(columns[0])
+    check = int.from_bytes(array("I", [constant]).tobytes() * count, _LITTLE)
+    for column in columns:
+        check ^= int.from_bytes(column.tobytes(), _LITTLE)
+    return array("I", check.to_bytes(count * 4, _LITTLE))
 
 
 def invalid_records(records: bytes | bytearray | memoryview) -> list[int]:
     """Positions of the (whole) records whose check word does not match."""
-    count = len(records) // RECORD_SIZE
-    expected = _check_columns(records, count)
-    stored = [bytes(records[28 + k :: RECORD_SIZE]) for k in range(4)]
-    if stored == expected:
+    if not _WORD_ARRAYS:
+        return [i for i in range(len(records) // RECORD_SIZE) if not is_sealed(records[i * 32 : (i + 1) * 32])]
+    columns = _word_columns(records)
+    expected, stored = _xor_columns(columns[:7], _CHECK_SEED), columns[7]
+    if expected == stored:
         return []
-    return [i for i in range(count) if any(stored[k][i] != expected[k][i] for k in range(4))]
+    return [i for i, (want, have) in enumerate(zip(expected, stored)) if want != have]
 
 
 @functools.lru_cache(maxsize=128)
@@ -104,35 +111,34 @@ def _records_struct(count: int) -> struct.Struct:
 
 def pack_index(offsets: list[int], lengths: list[int], hashes: list[int], timestamp_ns: int) -> bytes:
     """The sealed index records of a batch part; ``hashes`` are full 64-bit xxh3 values
-    (``message_hashes``), of which the records keep the low 32 bits."""
+    (``message_hash``), of which the records keep the low 32 bits."""
     count = len(lengths)
-    if count <= _FEW_RECORDS:
+    stamp = timestamp_ns & 0xFFFFFFFFFFFFFFFF
+    same_for_all = _CHECK_SEED ^ (stamp & _CHECKSUM_MASK) ^ (stamp >> 32)  # flags are 0
+    if count <= _FEW_RECORDS or not _WORD_ARRAYS:
         checksums = [h & _CHECKSUM_MASK for h in hashes]
-        stamp = timestamp_ns & 0xFFFFFFFFFFFFFFFF
-        same_for_all = _CHECK_SEED ^ (stamp & _CHECKSUM_MASK) ^ (stamp >> 32)  # flags are 0
         checks = [
             same_for_all ^ (o & _CHECKSUM_MASK) ^ (o >> 32) ^ n ^ c for o, n, c in zip(offsets, lengths, checksums)
         ]
         fields = zip(offsets, repeat(timestamp_ns), lengths, checksums, repeat(0), checks)
         return _records_struct(count).pack(*chain.from_iterable(fields))
-    out = bytearray(count * RECORD_SIZE)
-    timestamp = timestamp_ns.to_bytes(8, "little", signed=True)
-    for start, column, width, kept in (
-        (0, array("Q", offsets).tobytes(), 8, 8),
-        (16, array("I", lengths).tobytes(), 4, 4),
-        (20, array("Q", hashes).tobytes(), 8, 4),  # the low half of each little-endian hash
-    ):
-        for k in range(kept):
-            out[start + k :: RECORD_SIZE] = column[k::width]
-    for k in range(8):
-        out[8 + k :: RECORD_SIZE] = bytes(repeat(timestamp[k], count))
-    for k, column in enumerate(_check_columns(out, count)):
-        out[28 + k :: RECORD_SIZE] = column
-    return bytes(out)
+    offset_words = array("I", array("Q", offsets).tobytes())  # low word, high word, ...
+    columns = [
+        offset_words[0::2],
+        offset_words[1::2],
+        array("I", lengths),
+        array("I", array("Q", hashes).tobytes())[0::2],  # the low half of each hash
+    ]
+    words = array("I", bytes(count * RECORD_SIZE))
+    words[0::_WORDS_PER_RECORD], words[1::_WORDS_PER_RECORD] = columns[0], columns[1]
+    words[2::_WORDS_PER_RECORD] = array("I", [stamp & _CHECKSUM_MASK]) * count
+    words[3::_WORDS_PER_RECORD] = array("I", [stamp >> 32]) * count
+    words[4::_WORDS_PER_RECORD], words[5::_WORDS_PER_RECORD] = columns[2], columns[3]
+    words[7::_WORDS_PER_RECORD] = _xor_columns(columns, same_for_all)
+    return words.tobytes()
 
 
-@dataclass(frozen=True)
-class IndexRecord:
+class IndexRecord(NamedTuple):
     offset: int
     timestamp_ns: int
     length: int
@@ -143,16 +149,16 @@ class IndexRecord:
 
     @classmethod
     def unpack(cls, record: bytes | memoryview) -> IndexRecord:
-        offset, timestamp_ns, length, checksum, _flags = INDEX_RECORD.unpack_from(record)
-        return cls(offset, timestamp_ns, length, checksum)
+        return cls._make(INDEX_RECORD.unpack_from(record)[:4])
 
     @property
     def end(self) -> int:
         return self.offset + self.length
 
 
-@dataclass(frozen=True)
-class Commit:
+class Commit(NamedTuple):
+    """A topic's commit point (a named tuple: it is read and compared on every produce)."""
+
     next_id: int = 0
     active_segment: int = 0
     data_end: int = 0

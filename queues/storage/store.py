@@ -21,6 +21,7 @@ from .consume import MessageRange, SegmentCache, read_from_volumes
 from .errors import (
     BatchTooLarge,
     Corruption,
+    InvalidBody,
     InvalidSizes,
     TopicExists,
     TopicNotFound,
@@ -141,28 +142,33 @@ class Store:
 
     # messages
 
-    def produce(self, topic: str, sizes: list[int], body: BinaryIO) -> int:
+    def produce(self, topic: str, sizes: list[int], body: BinaryIO, declared_length: int | None = None) -> int:
         """Append one batch; return the id of its first message.
 
-        ``body`` yields exactly ``sum(sizes)`` bytes. On return the batch is on every
-        volume (and durable with ``fsync='batch'``). Raises InvalidTopic, InvalidSizes,
-        BatchTooLarge, InvalidBody, TopicNotFound, VolumesOutOfSync, OSError.
+        ``body`` yields exactly ``sum(sizes)`` bytes; a ``declared_length`` (the request's
+        Content-Length) that differs is refused before anything is read. On return the batch
+        is on every volume (and durable with ``fsync='batch'``). Raises InvalidTopic,
+        InvalidSizes, BatchTooLarge, InvalidBody, TopicNotFound, VolumesOutOfSync, OSError.
         """
-        self.check_sizes(sizes)
+        total = self.check_sizes(sizes)
+        if declared_length is not None and declared_length != total:
+            raise InvalidBody(f"invalid body: {declared_length} bytes sent, X-Sizes adds up to {total}")
         topic = self._existing_topic(topic)
-        if sum(sizes) <= PREREAD_BYTES:
-            body = PrereadBody(body, sum(sizes))
+        if total <= PREREAD_BYTES:
+            body = PrereadBody(body, total)
         with topic_lock(self.volumes, topic):
-            writer = self._open_writer(self._dirs(topic), sizes)
+            writer = self._open_writer(self._dirs(topic), sizes, total)
             writer.write(body)
             return writer.commit.next_id
 
-    def check_sizes(self, sizes: list[int]) -> None:
-        """Raise InvalidSizes / BatchTooLarge unless ``sizes`` is an acceptable batch."""
+    def check_sizes(self, sizes: list[int]) -> int:
+        """The batch's total bytes; raise InvalidSizes / BatchTooLarge unless ``sizes`` is acceptable."""
         if not sizes or min(sizes) < 0 or max(sizes) > MAX_MESSAGE_BYTES:
             raise InvalidSizes("invalid header: X-Sizes")
-        if sum(sizes) > self.max_batch_bytes:
+        total = sum(sizes)
+        if total > self.max_batch_bytes:
             raise BatchTooLarge(f"batch larger than {self.max_batch_bytes} bytes")
+        return total
 
     def consume(self, topic: str, start: int, limit: int) -> MessageRange:
         """Up to ``limit`` (<= 0: no limit) messages from id ``start`` (< 0: the last one).
@@ -234,14 +240,14 @@ class Store:
         """Verify every topic on every volume; repair with ``fix``. See ``recovery.check``."""
         return recovery.check(self, fix=fix, topics=topics, progress=progress, deep=deep)
 
-    def _open_writer(self, dirs: list[TopicDir], sizes: list[int]) -> BatchWriter:
+    def _open_writer(self, dirs: list[TopicDir], sizes: list[int], total: int) -> BatchWriter:
         """A writer for the batch with its current segment open on every volume (which also
         proves every volume can append); a topic missing or damaged on a volume is repaired
         first, under the topic lock the caller holds."""
         for repaired in (False, True):
             try:
                 commit = self._agreed_commit(dirs, check_active=False)
-                writer = BatchWriter(dirs, commit, plan_parts(commit, sizes, self.entries_per_segment), self.durable)
+                writer = BatchWriter(dirs, commit, plan_parts(commit, sizes, total, self.entries_per_segment), self.durable)
                 writer.open()
                 return writer
             except (VolumesOutOfSync, Corruption, FileNotFoundError):

@@ -191,3 +191,20 @@ def test_sizes_header_round_trip(sizes):
 
     assert format_sizes(sizes) == ":".join(map(str, sizes))
     assert parse_sizes(format_sizes(sizes)) == sizes
+
+
+@pytest.mark.parametrize("value, sizes", [(" 007:10 ", [7, 10]), ("0", [0]), ("00:1", [0, 1])])
+def test_sizes_with_leading_zeros_parse_as_decimals(value, sizes):
+    from queues.api.headers import parse_sizes
+
+    assert parse_sizes(value) == sizes
+
+
+@pytest.mark.parametrize("value", [None, "", " ", ":", "1:", ":1", "1::2", "1,2", "1.0", "1e3", "-1", "+1", "1 :2",
+                                   "\u0661", "[1]", "9" * 5000, "0" + "9" * 5000])
+def test_sizes_that_are_not_plain_decimals_are_refused(value):
+    from queues.api.errors import HaraqaError
+    from queues.api.headers import parse_sizes
+
+    with pytest.raises(HaraqaError, match="invalid header: X-Sizes"):
+        parse_sizes(value)

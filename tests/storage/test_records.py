@@ -33,13 +33,18 @@ def test_column_packing_matches_record_packing(count, monkeypatch):
     monkeypatch.setattr(records, "_FEW_RECORDS", 10**6)
     assert pack_index(offsets, lengths, checksums, -123456789) == packed
     assert invalid_records(packed) == []
+    monkeypatch.setattr(records, "_WORD_ARRAYS", False)  # as on a big-endian machine
+    assert invalid_records(packed) == []
+    assert invalid_records(packed[:-1] + bytes([packed[-1] ^ 1])) == [count - 1]
     for i in (0, count - 1):
         record = IndexRecord.unpack(packed[i * RECORD_SIZE : (i + 1) * RECORD_SIZE])
         assert (record.offset, record.length, record.checksum, record.timestamp_ns) == (
             offsets[i], lengths[i], checksums[i] & 0xFFFFFFFF, -123456789)
 
 
-def test_every_single_flipped_bit_and_a_zeroed_record_are_caught():
+@pytest.mark.parametrize("word_arrays", [True, False])
+def test_every_single_flipped_bit_and_a_zeroed_record_are_caught(word_arrays, monkeypatch):
+    monkeypatch.setattr(records, "_WORD_ARRAYS", word_arrays and records._WORD_ARRAYS)
     packed = pack_index([0, 10, 30], [10, 20, 5], [1, 2, 3], 42)
     for bit in range(3 * RECORD_SIZE * 8):
         damaged = bytearray(packed)

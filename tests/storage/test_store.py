@@ -5,6 +5,7 @@ from __future__ import annotations
 import filecmp
 import io
 import os
+import random
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -23,7 +24,7 @@ from queues.storage import (
     TopicNotFound,
 )
 
-from queues.storage.produce import PREREAD_BYTES
+from queues.storage.produce import CHUNK_BYTES, PREREAD_BYTES
 
 from .conftest import produce, read_all
 
@@ -166,7 +167,7 @@ def test_batch_size_limit(volumes):
 
 def test_large_batch_streams_in_chunks(store):
     store.create_topic("t")
-    payload = os.urandom(PREREAD_BYTES + 3 * (1 << 20) + 7)
+    payload = os.urandom(PREREAD_BYTES + 2 * CHUNK_BYTES + 7)
 
     class CountingReader(io.BytesIO):
         biggest = 0
@@ -177,8 +178,23 @@ def test_large_batch_streams_in_chunks(store):
             return data
 
     store.produce("t", [len(payload)], CountingReader(payload))
-    assert CountingReader.biggest <= 1 << 20
+    assert CountingReader.biggest <= CHUNK_BYTES
     assert store.consume("t", 0, 1).read_all() == payload
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_streamed_messages_straddling_chunks_keep_their_checksums(store, monkeypatch, chunk):
+    from queues.storage import produce as produce_module
+
+    monkeypatch.setattr(produce_module, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(produce_module, "PREREAD_BYTES", 0)
+    store.create_topic("t")
+    rng = random.Random(chunk)
+    messages = [os.urandom(rng.choice([0, 0, 1, 5, 63, 64, 65, 200])) for _ in range(300)]
+    produce(store, "t", messages)
+    assert read_all(store, "t") == messages
+    assert store.check().healthy
+    assert_volumes_identical(store)
 
 
 @pytest.mark.parametrize("missing", [1, -1])
