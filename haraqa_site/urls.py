@@ -3,10 +3,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from queues.api import urls as api_urls
 from queues.metrics import metrics_view
 
 urlpatterns = [
-    path("", include("queues.api.urls")),
+    *api_urls.urlpatterns,  # spliced, not include()d: one resolver level less on every API request
     path("", include("queues.api.docs_urls")),
     path("metrics", metrics_view, name="prometheus-metrics"),
     path("admin/", admin.site.urls),

@@ -85,6 +85,16 @@ def write_file_atomically(path: str, data: bytes, durable: bool) -> None:
         fsync_dir(os.path.dirname(path))
 
 
+def read_commit_fd(fd: int, topic: str) -> Commit:
+    """The commit record in the open commit file ``fd`` of ``topic``; a read that races a
+    writer is retried. Raises Corruption."""
+    for _ in range(_TORN_READ_RETRIES):
+        commit = Commit.unpack(os.pread(fd, RECORD_SIZE, 0))
+        if commit is not None:
+            return commit
+    raise Corruption(f"corrupt commit record in topic {topic!r}")
+
+
 class TopicDir:
     """One topic's directory on one volume (paths are built once: they are on the hot path)."""
 
@@ -121,13 +131,9 @@ class TopicDir:
         except FileNotFoundError:
             return None
         try:
-            for _ in range(_TORN_READ_RETRIES):
-                commit = Commit.unpack(os.pread(fd, RECORD_SIZE, 0))
-                if commit is not None:
-                    return commit
+            return read_commit_fd(fd, self.topic)
         finally:
             os.close(fd)
-        raise Corruption(f"corrupt commit record in topic {self.topic!r}")
 
     def write_commit(self, commit: Commit, durable: bool) -> None:
         fd = os.open(self.commit_path, os.O_WRONLY | os.O_CLOEXEC)

@@ -23,9 +23,10 @@ _thread_locks: dict[str, threading.Lock] = {}
 _thread_locks_guard = threading.Lock()
 
 
-def _thread_lock(key: str) -> threading.Lock:
+def thread_lock(topic: str) -> threading.Lock:
+    """The one ``threading.Lock`` of ``topic`` in this process."""
     with _thread_locks_guard:
-        return _thread_locks.setdefault(key, threading.Lock())
+        return _thread_locks.setdefault(topic, threading.Lock())
 
 
 @functools.lru_cache(maxsize=4096)
@@ -33,21 +34,26 @@ def lock_file_name(topic: str) -> str:
     return hashlib.sha1(topic.encode("utf-8", "surrogatepass")).hexdigest() + ".lock"
 
 
+def lock_paths(volume_roots: list[str], topic: str) -> list[str]:
+    """The topic's lock file on every volume, in the order they are taken."""
+    name = lock_file_name(topic)
+    return [f"{root}/{LOCK_DIR}/{name}" for root in _lock_order(tuple(volume_roots))]
+
+
 class topic_lock:  # noqa: N801 - used like a function: ``with topic_lock(volumes, topic):``
     """Hold the topic's lock in this process and on every volume (a plain class rather
-    than a generator context manager: it is taken on every produce)."""
+    than a generator context manager: it is cheap to take)."""
 
     def __init__(self, volume_roots: list[str], topic: str):
-        self._roots = _lock_order(tuple(volume_roots))
-        self._name = lock_file_name(topic)
-        self._thread_lock = _thread_lock(topic)
+        self._paths = lock_paths(volume_roots, topic)
+        self._thread_lock = thread_lock(topic)
         self._fds: list[int] = []
 
     def __enter__(self) -> None:
         self._thread_lock.acquire()
         try:
-            for root in self._roots:
-                fd = _open_lock_file(f"{root}/{LOCK_DIR}", self._name)
+            for path in self._paths:
+                fd = open_lock_file(path)
                 self._fds.append(fd)
                 fcntl.flock(fd, fcntl.LOCK_EX)
         except BaseException:
@@ -61,12 +67,12 @@ class topic_lock:  # noqa: N801 - used like a function: ``with topic_lock(volume
         self._thread_lock.release()
 
 
-def _open_lock_file(lock_dir: str, name: str) -> int:
+def open_lock_file(path: str) -> int:
     try:
-        return os.open(f"{lock_dir}/{name}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except FileNotFoundError:  # the volume lost its .locks directory
-        os.makedirs(lock_dir, exist_ok=True)
-        return os.open(f"{lock_dir}/{name}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
 @functools.lru_cache(maxsize=64)

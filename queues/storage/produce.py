@@ -21,6 +21,7 @@ from itertools import accumulate
 from typing import BinaryIO
 
 from .errors import InvalidBody, VolumesOutOfSync
+from .handles import TopicFiles
 from .layout import TopicDir, fsync_dir, pwrite_all, unlink_quietly
 from .records import RECORD_SIZE, Commit, message_hash, pack_index, partial_checksum
 
@@ -87,10 +88,15 @@ def plan_parts(commit: Commit, sizes: list[int], total: int, entries: int) -> li
 
 
 class BatchWriter:
-    """Writes one planned batch to every volume; ``rollback`` undoes it before the commit."""
+    """Writes one planned batch to every volume; ``rollback`` undoes it before the commit.
 
-    def __init__(self, dirs: list[TopicDir], commit: Commit, parts: list[SegmentPart], durable: bool):
-        self.dirs = dirs
+    The files come from ``files`` (the topic's kept descriptors, whose lock the caller
+    holds); the last segment written is handed back to it for the next batch.
+    """
+
+    def __init__(self, files: TopicFiles, commit: Commit, parts: list[SegmentPart], durable: bool):
+        self.files = files
+        self.dirs = files.dirs
         self.commit = commit
         self.parts = parts
         self.durable = durable
@@ -124,30 +130,43 @@ class BatchWriter:
             self._sync(data=False)
         except BaseException:
             self._rollback()
-            raise
-        finally:
             self._close()
+            raise
         last = self.parts[-1]
+        self.files.keep_segment(last.first_id, last.fds)
+        last.fds = []
+        self._close()
         new_commit = Commit(last.start_id + len(last.sizes), last.first_id, last.data_end)
-        for topic_dir in self.dirs:
-            topic_dir.write_commit(new_commit, self.durable)
+        record = new_commit.pack()
+        for volume in range(len(self.dirs)):
+            fd = self.files.commit_fd(volume)
+            pwrite_all(fd, record, 0)
+            if self.durable:
+                os.fdatasync(fd)
         return new_commit
 
     def _open(self, part: SegmentPart) -> None:
-        """Open the part's files on every volume; trim tails a crashed writer left behind."""
+        """Open the part's files on every volume (the kept ones, if they are its segment's);
+        trim tails a crashed writer left behind."""
         flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT | os.O_TRUNC if part.is_new else 0)
-        index_size = (part.start_id - part.first_id) * RECORD_SIZE
-        for topic_dir in self.dirs:
-            try:
-                data_fd = os.open(topic_dir.segment_path(part.first_id, "dat"), flags, 0o644)
-                part.fds.append((data_fd, -1))
-                index_fd = os.open(topic_dir.segment_path(part.first_id, "idx"), flags, 0o644)
-            except FileNotFoundError:
-                raise VolumesOutOfSync(f"segment {part.first_id} of {topic_dir.topic!r} is missing on a volume") from None
-            part.fds[-1] = (data_fd, index_fd)
+        kept = [] if part.is_new else self.files.take_segment(part.first_id)
+        part.fds = [(data_fd, index_fd) for data_fd, _, index_fd, _ in kept]  # owned by the part: closed with it
+        index_end = (part.start_id - part.first_id) * RECORD_SIZE
+        for volume, topic_dir in enumerate(self.dirs):
+            if kept:
+                data_fd, data_size, index_fd, index_size = kept[volume]
+            else:
+                try:
+                    data_fd = os.open(topic_dir.segment_path(part.first_id, "dat"), flags, 0o644)
+                    part.fds.append((data_fd, -1))
+                    index_fd = os.open(topic_dir.segment_path(part.first_id, "idx"), flags, 0o644)
+                    part.fds[volume] = (data_fd, index_fd)
+                except FileNotFoundError:
+                    raise VolumesOutOfSync(f"segment {part.first_id} of {topic_dir.topic!r} is missing on a volume") from None
+                data_size = index_size = 0 if part.is_new else -1
             if not part.is_new:
-                _trim_or_fail(data_fd, part.data_offset, topic_dir)
-                _trim_or_fail(index_fd, index_size, topic_dir)
+                _trim_or_fail(data_fd, data_size, part.data_offset, topic_dir)
+                _trim_or_fail(index_fd, index_size, index_end, topic_dir)
             elif self.durable:
                 fsync_dir(topic_dir.path)
 
@@ -214,8 +233,10 @@ class BatchWriter:
             part.fds.clear()
 
 
-def _trim_or_fail(fd: int, expected: int, topic_dir: TopicDir) -> None:
-    size = os.fstat(fd).st_size
+def _trim_or_fail(fd: int, size: int, expected: int, topic_dir: TopicDir) -> None:
+    """Cut a file of ``size`` (-1: not known yet) back to ``expected``; fail if it is shorter."""
+    if size < 0:
+        size = os.fstat(fd).st_size
     if size < expected:
         raise VolumesOutOfSync(f"a segment of {topic_dir.topic!r} is shorter than its commit on a volume")
     if size > expected:

@@ -29,6 +29,7 @@ from .errors import (
     VolumesOutOfSync,
 )
 from .layout import TopicDir, pread_file, unlink_quietly, write_file_atomically
+from .handles import TopicFiles, open_topics
 from .locks import LOCK_DIR, topic_lock
 from .names import check_group, normalize_topic
 from .produce import PREREAD_BYTES, BatchWriter, PrereadBody, plan_parts
@@ -38,6 +39,7 @@ from .report import Report
 FsyncPolicy = Literal["never", "batch"]
 MAX_MESSAGE_BYTES = (1 << 32) - 1
 DEFAULT_MAX_BATCH_BYTES = 1 << 30
+_TOPIC_DIRS_KEPT = 4096
 logger = logging.getLogger(__name__)
 
 
@@ -68,6 +70,7 @@ class Store:
         self.fsync = fsync
         self.max_batch_bytes = max_batch_bytes
         self._segment_cache = SegmentCache()
+        self._topic_dirs: dict[str, tuple[TopicDir, ...]] = {}
         self.degraded_reads = 0  # consumes served from another volume than the last (see consume.py)
         self._degraded_guard = threading.Lock()
 
@@ -87,8 +90,13 @@ class Store:
             if not os.access(volume, os.W_OK | os.X_OK):
                 raise VolumeError(f"volume {volume} is not writable")
 
-    def _dirs(self, topic: str) -> list[TopicDir]:
-        return [TopicDir(volume, topic) for volume in self.volumes]
+    def _dirs(self, topic: str) -> tuple[TopicDir, ...]:
+        dirs = self._topic_dirs.get(topic)
+        if dirs is None:
+            if len(self._topic_dirs) >= _TOPIC_DIRS_KEPT:
+                self._topic_dirs.clear()
+            dirs = self._topic_dirs[topic] = tuple(TopicDir(volume, topic) for volume in self.volumes)
+        return dirs
 
     def _existing_topic(self, name: str) -> str:
         """The normalised name of a topic stored on some volume; checked before locking
@@ -153,11 +161,15 @@ class Store:
         total = self.check_sizes(sizes)
         if declared_length is not None and declared_length != total:
             raise InvalidBody(f"invalid body: {declared_length} bytes sent, X-Sizes adds up to {total}")
-        topic = self._existing_topic(topic)
+        dirs = self._dirs(normalize_topic(topic))
+        files = open_topics.cached(dirs)
+        if files is None:  # checked before the lock, so a missing topic leaves no lock file
+            self._existing_topic(dirs[0].topic)
+            files = open_topics.get(dirs)
         if total <= PREREAD_BYTES:
             body = PrereadBody(body, total)
-        with topic_lock(self.volumes, topic):
-            writer = self._open_writer(self._dirs(topic), sizes, total)
+        with files:
+            writer = self._open_writer(files, sizes, total)
             writer.write(body)
             return writer.commit.next_id
 
@@ -240,34 +252,44 @@ class Store:
         """Verify every topic on every volume; repair with ``fix``. See ``recovery.check``."""
         return recovery.check(self, fix=fix, topics=topics, progress=progress, deep=deep)
 
-    def _open_writer(self, dirs: list[TopicDir], sizes: list[int], total: int) -> BatchWriter:
+    def _open_writer(self, files: TopicFiles, sizes: list[int], total: int) -> BatchWriter:
         """A writer for the batch with its current segment open on every volume (which also
         proves every volume can append); a topic missing or damaged on a volume is repaired
         first, under the topic lock the caller holds."""
         for repaired in (False, True):
             try:
-                commit = self._agreed_commit(dirs, check_active=False)
-                writer = BatchWriter(dirs, commit, plan_parts(commit, sizes, total, self.entries_per_segment), self.durable)
+                commit = self._agreed_commit(files.dirs, files.read_commits(), check_active=False)
+                writer = BatchWriter(files, commit, plan_parts(commit, sizes, total, self.entries_per_segment), self.durable)
                 writer.open()
                 return writer
             except (VolumesOutOfSync, Corruption, FileNotFoundError):
                 if repaired:
                     raise
-                recovery.repair_topic(self.volumes, dirs[0].topic)
+                open_topics.forget(files.dirs)  # the repair may replace any of its files
+                recovery.repair_topic(self.volumes, files.topic)
         raise AssertionError("unreachable")
 
     def _reconciled_commit(self, dirs: list[TopicDir]) -> Commit:
         """The commit every volume agrees on; a topic missing or damaged on a volume is
         repaired first, under the topic lock the caller holds."""
         try:
-            return self._agreed_commit(dirs)
+            return self._agreed_commit(dirs, [d.read_commit() for d in dirs])
         except (VolumesOutOfSync, Corruption, FileNotFoundError):
             recovery.repair_topic(self.volumes, dirs[0].topic)
-            return self._agreed_commit(dirs)
+            return self._agreed_commit(dirs, [d.read_commit() for d in dirs])
 
-    def _agreed_commit(self, dirs: list[TopicDir], check_active: bool = True) -> Commit:
-        """The commit every volume agrees on, rolling forward a commit a crash left half written."""
-        commits = [d.read_commit() for d in dirs]
+    def _agreed_commit(self, dirs: tuple[TopicDir, ...], commits: list[Commit | None], check_active: bool = True) -> Commit:
+        """The commit every volume agrees on (``commits``: each volume's), rolling forward a
+        commit a crash left half written."""
+        newest = commits[0]
+        if newest is None or commits.count(newest) < len(commits):
+            newest = self._rolled_forward(dirs, commits)
+        if check_active and not recovery.active_segment_intact(dirs, newest):
+            raise VolumesOutOfSync("the active segment is missing or short on a volume")
+        return newest
+
+    def _rolled_forward(self, dirs: tuple[TopicDir, ...], commits: list[Commit | None]) -> Commit:
+        """The newest of volumes' disagreeing commits, written to the others once they hold its data."""
         present = [c for c in commits if c is not None]
         if not present:
             raise TopicNotFound("topic does not exist")
@@ -279,8 +301,6 @@ class Store:
             if commit != newest:
                 _roll_forward(source, topic_dir, commit, newest)
                 topic_dir.write_commit(newest, self.durable)
-        if check_active and not recovery.active_segment_intact(dirs, newest):
-            raise VolumesOutOfSync("the active segment is missing or short on a volume")
         return newest
 
 

@@ -1,0 +1,202 @@
+"""A topic's files kept open between the produces of this process.
+
+Opening, checking and closing the lock, commit and segment files of a topic on every
+volume costs more than appending a small batch, so a process keeps them open for the
+topics it appended to last. A kept descriptor is trusted only while its file still has
+a name (``st_nlink``): a topic deleted, re-created or repaired by any process, a lock
+file or a whole volume wiped, all make it open the path again. The descriptors are used
+only under the topic's lock, which ``TopicFiles`` takes itself. A forked child closes
+what it inherited: shared descriptors would share their flocks with the parent.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import weakref
+from collections import OrderedDict
+
+from .layout import TopicDir, read_commit_fd
+from .locks import lock_paths, open_lock_file, thread_lock
+from .records import Commit
+
+CAPACITY = 64  # topics per process; each holds 4 descriptors per volume
+
+
+class TopicFiles:
+    """One topic's lock, commit and active segment descriptors on every volume.
+
+    ``with files:`` holds the topic lock (this process's thread lock, then an flock on
+    every volume's lock file); every other method needs it held.
+    """
+
+    __slots__ = ("dirs", "topic", "_lock_paths", "_lock_fds", "_thread_lock", "_commit_fds", "_segment", "_segment_fds",
+                 "evicted")
+
+    def __init__(self, dirs: tuple[TopicDir, ...]):
+        self.dirs = dirs
+        self.topic = dirs[0].topic
+        self._lock_paths = lock_paths([d.root for d in dirs], self.topic)
+        self._lock_fds = [-1] * len(self._lock_paths)
+        self._thread_lock = thread_lock(self.topic)
+        self._commit_fds = [-1] * len(dirs)
+        self._segment = -1  # first id of the segment whose files are open
+        self._segment_fds: list[tuple[int, int]] = []  # (data fd, index fd) per volume
+        self.evicted = False  # dropped from the cache: close everything on release
+
+    def __enter__(self) -> TopicFiles:
+        self._thread_lock.acquire()
+        try:
+            for i, path in enumerate(self._lock_paths):
+                self._lock_fds[i] = _flocked(self._lock_fds[i], path)
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        try:
+            for fd in self._lock_fds:
+                if fd >= 0:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            if self.evicted:
+                self.close()
+        finally:
+            self._thread_lock.release()
+
+    def read_commits(self) -> list[Commit | None]:
+        """Each volume's commit record (None where the topic is missing). Raises Corruption."""
+        commits = []
+        for i, topic_dir in enumerate(self.dirs):
+            fd = _linked(self._commit_fds[i])
+            if fd < 0:
+                try:
+                    fd = os.open(topic_dir.commit_path, os.O_RDWR | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    pass
+            self._commit_fds[i] = fd
+            commits.append(read_commit_fd(fd, self.topic) if fd >= 0 else None)
+        return commits
+
+    def commit_fd(self, volume: int) -> int:
+        """The commit file of the ``volume``-th directory, as ``read_commits`` found it."""
+        return self._commit_fds[volume]
+
+    def take_segment(self, first_id: int) -> list[tuple[int, int, int, int]]:
+        """The kept files of segment ``first_id`` on every volume as (data fd, data size,
+        index fd, index size), handed over to the caller (who closes them or gives them
+        back with ``keep_segment``); [] if they are another segment's or one lost its name."""
+        fds, self._segment_fds = self._segment_fds, []
+        taken = []
+        if self._segment == first_id:
+            for data_fd, index_fd in fds:
+                data, index = os.fstat(data_fd), os.fstat(index_fd)
+                if not (data.st_nlink and index.st_nlink):
+                    break
+                taken.append((data_fd, data.st_size, index_fd, index.st_size))
+            else:
+                return taken
+        _close_all(fds)
+        return []
+
+    def keep_segment(self, first_id: int, fds: list[tuple[int, int]]) -> None:
+        _close_all(self._segment_fds)
+        self._segment, self._segment_fds = first_id, fds
+
+    def close(self) -> None:
+        """Close every kept descriptor (the lock, if held, stays held by the thread lock only)."""
+        _close_all(self._segment_fds)
+        self._segment_fds = []
+        for fds in (self._lock_fds, self._commit_fds):
+            for i, fd in enumerate(fds):
+                if fd >= 0:
+                    os.close(fd)
+                fds[i] = -1
+
+
+class OpenTopics:
+    """The ``TopicFiles`` of the topics this process appended to last, at most ``capacity``."""
+
+    def __init__(self, capacity: int = CAPACITY):
+        self.capacity = capacity
+        self._files: OrderedDict[tuple[TopicDir, ...], TopicFiles] = OrderedDict()
+        self._guard = threading.Lock()
+        _caches.add(self)
+
+    def cached(self, dirs: tuple[TopicDir, ...]) -> TopicFiles | None:
+        with self._guard:
+            files = self._files.get(dirs)
+            if files is not None:
+                self._files.move_to_end(dirs)
+            return files
+
+    def get(self, dirs: tuple[TopicDir, ...]) -> TopicFiles:
+        with self._guard:
+            files = self._files.get(dirs)
+            if files is not None:
+                self._files.move_to_end(dirs)
+                return files
+            files = self._files[dirs] = TopicFiles(dirs)
+            evicted = [self._files.popitem(last=False)[1] for _ in range(len(self._files) - self.capacity)]
+        for old in evicted:
+            old.evicted = True
+            with old._thread_lock:  # not in use any more: whoever still holds it closes it on release
+                old.close()
+        return files
+
+    def forget(self, dirs: tuple[TopicDir, ...]) -> None:
+        """Drop a topic's descriptors (before a repair replaces its files)."""
+        with self._guard:
+            files = self._files.pop(dirs, None)
+        if files is not None:
+            files.evicted = True
+
+    def drop_inherited(self) -> None:
+        """In a forked child: close the parent's descriptors without touching its locks."""
+        for files in self._files.values():
+            files.close()
+        self._files.clear()
+        self._guard = threading.Lock()
+
+
+_caches: weakref.WeakSet[OpenTopics] = weakref.WeakSet()
+open_topics = OpenTopics()  # the process's, shared by every Store
+
+
+def _drop_inherited() -> None:
+    for cache in list(_caches):
+        cache.drop_inherited()
+
+
+os.register_at_fork(after_in_child=_drop_inherited)
+
+
+def _flocked(fd: int, path: str) -> int:
+    """``fd`` (or ``path`` opened anew) flocked, and still the file at ``path``."""
+    while True:
+        if fd < 0:
+            fd = open_lock_file(path)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:
+            return fd
+        os.close(fd)  # the lock file was removed: lock the one now at its path
+        fd = -1
+
+
+def _linked(fd: int) -> int:
+    """``fd`` if its file still has a name, else -1 (closed)."""
+    if fd >= 0 and not os.fstat(fd).st_nlink:
+        os.close(fd)
+        return -1
+    return fd
+
+
+def _close_all(fds: list[tuple[int, int]]) -> None:
+    for pair in fds:
+        for fd in pair:
+            if fd >= 0:
+                os.close(fd)
