@@ -23,32 +23,25 @@ from typing import BinaryIO
 from .errors import InvalidBody, VolumesOutOfSync
 from .handles import TopicFiles
 from .layout import TopicDir, fsync_dir, pwrite_all, unlink_quietly
-from .records import RECORD_SIZE, Commit, message_hash, pack_index, partial_checksum
+from .records import RECORD_SIZE, Commit, message_hash, message_hashes, pack_index, partial_checksum
 
 CHUNK_BYTES = 4 << 20  # larger batches are written in chunks of this size
 PREREAD_BYTES = CHUNK_BYTES  # batches up to this size are read before the topic lock is taken
 
 
-class PrereadBody:
+def read_whole(body: BinaryIO, total: int, check_end: bool) -> memoryview:
     """A whole (small) batch read from the client before locking, so a slow upload never
-    holds the topic lock; ``read`` hands out views of it without copying."""
-
-    def __init__(self, body: BinaryIO, total: int):
-        pieces, received = [], 0
-        while received < total:  # one read normally returns it all
-            piece = body.read(total - received)
-            if not piece:
-                raise InvalidBody("invalid body: shorter than the sum of X-Sizes")
-            pieces.append(piece)
-            received += len(piece)
-        if body.read(1):
-            raise InvalidBody("invalid body: longer than the sum of X-Sizes")
-        self._view = memoryview(pieces[0] if len(pieces) == 1 else b"".join(pieces))
-        self._position = 0
-
-    def read(self, size: int) -> memoryview:
-        start, self._position = self._position, min(self._position + size, len(self._view))
-        return self._view[start : self._position]
+    holds the topic lock; ``check_end``: make sure the body has nothing more."""
+    pieces, received = [], 0
+    while received < total:  # one read normally returns it all
+        piece = body.read(total - received)
+        if not piece:
+            raise InvalidBody("invalid body: shorter than the sum of X-Sizes")
+        pieces.append(piece)
+        received += len(piece)
+    if check_end and body.read(1):
+        raise InvalidBody("invalid body: longer than the sum of X-Sizes")
+    return memoryview(pieces[0] if len(pieces) == 1 else b"".join(pieces))
 
 
 class SegmentPart:
@@ -110,14 +103,21 @@ class BatchWriter:
             self._close()
             raise
 
-    def write(self, body: BinaryIO) -> Commit:
-        """Write the batch (after ``open``); return the new commit."""
+    def write(self, body: memoryview | BinaryIO) -> Commit:
+        """Write the batch (after ``open``): ``body`` is all of it (``read_whole``) or a stream
+        of it; return the new commit."""
         try:
+            whole, position = (body, 0) if isinstance(body, memoryview) else (None, 0)
             for part in self.parts:
                 if not part.fds:
                     self._open(part)
-                self._stream(part, body)
-            if body.read(1):
+                if whole is None:
+                    self._stream(part, body)
+                    continue
+                end = position + part.data_end - part.data_offset
+                self._write_whole(part, whole[position:end])
+                position = end
+            if whole is None and body.read(1):
                 raise InvalidBody("invalid body: longer than the sum of X-Sizes")
             self._sync(data=True)
             now = time.time_ns()
@@ -170,11 +170,17 @@ class BatchWriter:
             elif self.durable:
                 fsync_dir(topic_dir.path)
 
+    def _write_whole(self, part: SegmentPart, data: memoryview) -> None:
+        """Write the part's bytes, all in ``data``, to every volume and hash each message."""
+        for data_fd, _ in part.fds:
+            pwrite_all(data_fd, data, part.data_offset)
+        part.checksums = message_hashes(data, part.sizes)
+
     def _stream(self, part: SegmentPart, body: BinaryIO) -> None:
         """Copy the part's bytes from ``body`` to every volume, hashing each message.
 
-        Messages wholly inside a chunk are hashed by one list comprehension; only a
-        message that straddles chunks goes through an incremental hasher.
+        Messages wholly inside a chunk are hashed as in ``_write_whole``; only a message
+        that straddles chunks goes through an incremental hasher.
         """
         sizes, checksums, total = part.sizes, part.checksums, part.data_end - part.data_offset
         if total == 0:
@@ -199,11 +205,11 @@ class BatchWriter:
                 checksums.append(straddling.intdigest())
                 straddling, message = None, message + 1
             whole = bisect.bisect_right(ends, chunk_end, message)
-            chunk_ends = [end - position for end in ends[message:whole]] if position else ends[message:whole]
-            checksums += [message_hash(view[start : (start := end)]) for end in chunk_ends]
+            if whole > message:
+                checksums += message_hashes(view[start : ends[whole - 1] - position], sizes[message:whole])
             message = whole
             if message < len(ends):
-                straddling = partial_checksum(view[start:])
+                straddling = partial_checksum(view[ends[message - 1] - position if message else 0 :])
             position = chunk_end
 
     def _sync(self, data: bool) -> None:

@@ -23,13 +23,14 @@ import functools
 import struct
 import sys
 from array import array
-from itertools import chain, repeat
+from itertools import accumulate, chain, repeat
 from operator import xor
 from typing import NamedTuple
 
 import xxhash
 
 INDEX_RECORD = struct.Struct("<QqIII")  # the 28 bytes before the check word
+_SEALED_RECORD = struct.Struct("<QqIIII")
 RECORD_SIZE = 32
 COMMIT_VERSION = 1
 LENGTH_WORD = 4  # the length field as the 5th u32 word of a record, for memoryview casts
@@ -56,6 +57,14 @@ def message_checksum(data: bytes | memoryview, partial: Hasher | None = None) ->
 
 
 message_hash = xxhash.xxh3_64_intdigest  # full 64 bits, for pack_index; C speed in a map()
+
+
+def message_hashes(data: memoryview, sizes: list[int]) -> list[int]:
+    """The 64-bit hash of each message of ``sizes``, stored back to back in ``data``."""
+    if len(sizes) == 1:
+        return [message_hash(data)]
+    start = 0
+    return [message_hash(data[start : (start := end)]) for end in accumulate(sizes)]
 
 
 def partial_checksum(data: bytes | memoryview, partial: Hasher | None = None) -> Hasher:
@@ -115,6 +124,10 @@ def pack_index(offsets: list[int], lengths: list[int], hashes: list[int], timest
     count = len(lengths)
     stamp = timestamp_ns & 0xFFFFFFFFFFFFFFFF
     same_for_all = _CHECK_SEED ^ (stamp & _CHECKSUM_MASK) ^ (stamp >> 32)  # flags are 0
+    if count == 1:
+        offset, length, checksum = offsets[0], lengths[0], hashes[0] & _CHECKSUM_MASK
+        check = same_for_all ^ (offset & _CHECKSUM_MASK) ^ (offset >> 32) ^ length ^ checksum
+        return _SEALED_RECORD.pack(offset, timestamp_ns, length, checksum, 0, check)
     if count <= _FEW_RECORDS or not _WORD_ARRAYS:
         checksums = [h & _CHECKSUM_MASK for h in hashes]
         checks = [
