@@ -15,10 +15,8 @@ at it raises MessageDamaged.
 from __future__ import annotations
 
 import bisect
-import functools
 import os
 import threading
-from dataclasses import dataclass
 
 from .errors import Corruption, MessageDamaged, MessageIdTruncated, NoContent, TopicNotFound
 from .layout import TopicDir, pread_exact
@@ -28,24 +26,37 @@ from .verify import FLAG_DAMAGED, FLAGS_BYTE, any_flagged
 _WORDS_PER_RECORD = RECORD_SIZE // 4
 
 
-@dataclass
 class MessageRange:
-    """Messages ``first_id .. first_id + len(sizes) - 1``, stored contiguously in ``data_path``."""
+    """Messages ``first_id .. first_id + len(sizes) - 1``, stored contiguously in ``data_path``.
 
-    first_id: int
-    sizes: list[int]
-    data_path: str
-    data_offset: int
-    start_time_ns: int
-    end_time_ns: int
+    It holds the data file open from the read that found it (so a truncate cannot remove
+    it in between); ``open`` hands that descriptor over, and a range never opened closes
+    it when dropped.
+    """
 
-    @functools.cached_property
-    def byte_count(self) -> int:
-        return sum(self.sizes)
+    __slots__ = ("first_id", "sizes", "data_path", "data_offset", "byte_count", "start_time_ns", "end_time_ns", "_fd")
+
+    def __init__(self, first_id: int, sizes: list[int], data_path: str, data_offset: int, byte_count: int,
+                 start_time_ns: int, end_time_ns: int, data_fd: int = -1):
+        self.first_id = first_id
+        self.sizes = sizes
+        self.data_path = data_path
+        self.data_offset = data_offset
+        self.byte_count = byte_count  # sum(sizes)
+        self.start_time_ns = start_time_ns
+        self.end_time_ns = end_time_ns
+        self._fd = data_fd
+
+    def __del__(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
 
     def open(self) -> BoundedFile:
         """A file object positioned at the range, reading exactly its bytes."""
-        return BoundedFile(self.data_path, self.data_offset, self.byte_count)
+        fd, self._fd = self._fd, -1
+        if fd < 0:
+            fd = os.open(self.data_path, os.O_RDONLY | os.O_CLOEXEC)
+        return BoundedFile(fd, self.data_offset, self.byte_count)
 
     def read_all(self) -> bytes:
         with self.open() as f:
@@ -60,33 +71,40 @@ class MessageRange:
 
 
 class BoundedFile:
-    """A read-only file positioned at ``offset`` whose ``read`` stops after ``length`` bytes.
+    """A read-only file descriptor positioned at ``offset`` whose ``read`` stops after
+    ``length`` bytes; it owns the descriptor.
 
-    It keeps a real ``fileno()`` so gunicorn sends it with ``sendfile`` from the
-    current position, bounded by Content-Length.
+    Its ``fileno()`` is real, so gunicorn sends it with ``sendfile`` from the current
+    position, bounded by Content-Length.
     """
 
-    def __init__(self, path: str, offset: int, length: int):
-        self._file = open(path, "rb", buffering=0)
-        self._file.seek(offset)
+    def __init__(self, fd: int, offset: int, length: int):
+        self._fd = fd
+        try:
+            os.lseek(fd, offset, os.SEEK_SET)
+        except BaseException:
+            self.close()
+            raise
         self._left = length
 
     def fileno(self) -> int:
-        return self._file.fileno()
+        return self._fd
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0 or size > self._left:
             size = self._left
-        data = self._file.read(size) if size else b""
+        data = os.read(self._fd, size) if size else b""
         self._left -= len(data)
         return data
 
     def close(self) -> None:
-        self._file.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     @property
     def closed(self) -> bool:
-        return self._file.closed
+        return self._fd < 0
 
     def __enter__(self) -> BoundedFile:
         return self
@@ -169,25 +187,29 @@ def _first_stored(topic_dir: TopicDir, cache: SegmentCache, commit: Commit) -> i
 
 
 def _read_segment(topic_dir: TopicDir, first: int, start: int, count: int) -> MessageRange:
-    with open(topic_dir.segment_path(first, "idx"), "rb", buffering=0) as index:
-        raw = pread_exact(index.fileno(), count * RECORD_SIZE, (start - first) * RECORD_SIZE)
+    index = os.open(topic_dir.segment_path(first, "idx"), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        raw = pread_exact(index, count * RECORD_SIZE, (start - first) * RECORD_SIZE)
+    finally:
+        os.close(index)
     if len(raw) != count * RECORD_SIZE:
         raise Corruption(f"index of {topic_dir.topic!r} segment {first} is shorter than its commit")
     if any_flagged(raw):
         raw = raw[: _undamaged_prefix(topic_dir, raw, start) * RECORD_SIZE]
-    words = memoryview(raw).cast("I")
     if not (is_sealed(raw[:RECORD_SIZE]) and is_sealed(raw[-RECORD_SIZE:])):
         raise Corruption(f"index of {topic_dir.topic!r} segment {first} has a corrupt record")
-    sizes = words[LENGTH_WORD::_WORDS_PER_RECORD].tolist()
+    sizes = memoryview(raw).cast("I")[LENGTH_WORD::_WORDS_PER_RECORD].tolist()
     head, tail = IndexRecord.unpack(raw), IndexRecord.unpack(raw[-RECORD_SIZE:])
     data_path = topic_dir.segment_path(first, "dat")
     try:
-        data_size = os.stat(data_path).st_size
+        data = os.open(data_path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise Corruption(f"data file of {topic_dir.topic!r} segment {first} is missing") from None
-    if tail.end - head.offset != sum(sizes) or data_size < tail.end:
+    found = MessageRange(start, sizes, data_path, head.offset, tail.end - head.offset, head.timestamp_ns,
+                         tail.timestamp_ns, data)  # closes ``data`` if dropped below
+    if tail.end - head.offset != sum(sizes) or os.fstat(data).st_size < tail.end:
         raise Corruption(f"data of {topic_dir.topic!r} segment {first} does not match its index")
-    return MessageRange(start, sizes, data_path, head.offset, head.timestamp_ns, tail.timestamp_ns)
+    return found
 
 
 def _undamaged_prefix(topic_dir: TopicDir, raw: bytes, start: int) -> int:
