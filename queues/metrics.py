@@ -52,10 +52,11 @@ def record_produce(sizes: list[int]) -> None:
     PRODUCE_BATCH.observe(len(sizes))
 
 
-def record_consume(sizes: list[int], degraded_reads: int) -> None:
-    """A consume answer; ``degraded_reads`` is the store's running count of them in this process."""
+def record_consume(sizes: list[int], byte_count: int, degraded_reads: int) -> None:
+    """A consume answer of ``byte_count`` bytes; ``degraded_reads`` is the store's running count
+    of them in this process."""
     CONSUMED_MESSAGES.inc(len(sizes))
-    CONSUMED_BYTES.inc(sum(sizes))
+    CONSUMED_BYTES.inc(byte_count)
     CONSUME_BATCH.observe(len(sizes))
     if degraded_reads > _degraded_seen[0]:
         _catch_up_degraded_reads(degraded_reads)

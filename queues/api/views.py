@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -73,7 +74,7 @@ class TopicApi(APIView):
             messages = store.consume_group(topic, group, start, limit)
         else:
             messages = store.consume(topic, start, limit)
-        metrics.record_consume(messages.sizes, store.degraded_reads)
+        metrics.record_consume(messages.sizes, messages.byte_count, store.degraded_reads)
         return _messages_response(messages, headers.header(request, "Accept", ""))
 
     @schema.modify_topic
@@ -125,9 +126,15 @@ def _messages_response(messages: MessageRange, accept: str) -> FileResponse:
     response.block_size = 1 << 20  # servers without sendfile read the file in these chunks
     response["Content-Length"] = str(messages.byte_count)
     response["X-Sizes"] = headers.format_sizes(messages.sizes)
-    response["X-Start-Time"] = time.strftime(ANSIC, time.gmtime(messages.start_time_ns / 1e9))
-    response["X-End-Time"] = time.strftime(ANSIC, time.gmtime(messages.end_time_ns / 1e9))
+    response["X-Start-Time"] = _ansic_time(messages.start_time_ns // 1_000_000_000)
+    response["X-End-Time"] = _ansic_time(messages.end_time_ns // 1_000_000_000)
     return response
+
+
+@functools.lru_cache(maxsize=1024)
+def _ansic_time(seconds: int) -> str:
+    """Go's time.ANSIC layout in UTC; messages of a batch, and batches of a second, share one."""
+    return time.strftime(ANSIC, time.gmtime(seconds))
 
 
 def _parse_modify(body: bytes) -> tuple[int, datetime | None]:

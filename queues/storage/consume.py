@@ -17,9 +17,10 @@ from __future__ import annotations
 import bisect
 import os
 import threading
+from collections import OrderedDict
 
 from .errors import Corruption, MessageDamaged, MessageIdTruncated, NoContent, TopicNotFound
-from .layout import TopicDir, pread_exact
+from .layout import TopicDir, pread_exact, read_commit_fd
 from .records import LENGTH_WORD, RECORD_SIZE, Commit, IndexRecord, is_sealed
 from .verify import FLAG_DAMAGED, FLAGS_BYTE, any_flagged
 
@@ -153,9 +154,10 @@ def read_range(topic_dir: TopicDir, cache: SegmentCache, start: int, limit: int)
 
     Raises TopicNotFound, NoContent, MessageIdTruncated or Corruption.
     """
-    commit = topic_dir.read_commit()
-    if commit is None:
-        raise TopicNotFound("topic does not exist")
+    try:
+        commit = read_commit_fd(_kept_open(topic_dir.commit_path), topic_dir.topic)
+    except FileNotFoundError:
+        raise TopicNotFound("topic does not exist") from None
     if start < 0:
         start = commit.next_id - 1
     if start < 0 or start >= commit.next_id:
@@ -187,11 +189,7 @@ def _first_stored(topic_dir: TopicDir, cache: SegmentCache, commit: Commit) -> i
 
 
 def _read_segment(topic_dir: TopicDir, first: int, start: int, count: int) -> MessageRange:
-    index = os.open(topic_dir.segment_path(first, "idx"), os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        raw = pread_exact(index, count * RECORD_SIZE, (start - first) * RECORD_SIZE)
-    finally:
-        os.close(index)
+    raw = pread_exact(_kept_open(topic_dir.segment_path(first, "idx")), count * RECORD_SIZE, (start - first) * RECORD_SIZE)
     if len(raw) != count * RECORD_SIZE:
         raise Corruption(f"index of {topic_dir.topic!r} segment {first} is shorter than its commit")
     if any_flagged(raw):
@@ -210,6 +208,34 @@ def _read_segment(topic_dir: TopicDir, first: int, start: int, count: int) -> Me
     if tail.end - head.offset != sum(sizes) or os.fstat(data).st_size < tail.end:
         raise Corruption(f"data of {topic_dir.topic!r} segment {first} does not match its index")
     return found
+
+
+class _KeptFiles(threading.local):
+    """Commit and index files a thread keeps open between reads, most recent last."""
+
+    def __init__(self) -> None:
+        self.fds: OrderedDict[str, int] = OrderedDict()
+
+
+_kept = _KeptFiles()
+KEPT_PER_THREAD = 32
+
+
+def _kept_open(path: str) -> int:
+    """A read-only descriptor of ``path``, kept open by this thread while the file keeps its
+    name (so a deleted or replaced file is opened anew). Raises FileNotFoundError."""
+    kept = _kept.fds
+    fd = kept.get(path)
+    if fd is not None:
+        if os.fstat(fd).st_nlink:
+            kept.move_to_end(path)
+            return fd
+        del kept[path]
+        os.close(fd)
+    fd = kept[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    if len(kept) > KEPT_PER_THREAD:
+        os.close(kept.popitem(last=False)[1])
+    return fd
 
 
 def _undamaged_prefix(topic_dir: TopicDir, raw: bytes, start: int) -> int:

@@ -93,3 +93,28 @@ def test_a_forked_child_closes_the_descriptors_it_inherited(store):
     os.close(read)
     produce(store, "t", [b"b"])
     assert read_all(store, "t") == [b"a", b"b"]
+
+
+def test_readers_never_serve_a_deleted_topic_through_kept_files(store, volumes):
+    store.create_topic("t")
+    produce(store, "t", [b"old-0", b"old-1"])
+    assert read_all(store, "t") == [b"old-0", b"old-1"]  # the reading thread keeps commit and index open
+    other = Store(list(volumes), entries_per_segment=5)
+    other.delete_topic("t")
+    with pytest.raises(TopicNotFound):
+        store.consume("t", 0, 1)
+    other.create_topic("t")
+    produce(other, "t", [b"new"])
+    assert read_all(store, "t") == [b"new"]
+
+
+def test_readers_see_segments_removed_by_a_truncate(store):
+    from queues.storage import MessageIdTruncated
+
+    store.create_topic("t")
+    produce(store, "t", [bytes([i]) for i in range(12)])  # segments 0, 5 and 10
+    assert store.consume("t", 0, 1).read_all() == b"\x00"
+    store.truncate("t", before_id=10)
+    with pytest.raises(MessageIdTruncated):
+        store.consume("t", 0, 1)
+    assert store.consume("t", 10, 5).messages() == [b"\x0a", b"\x0b"]
