@@ -29,19 +29,25 @@ CHUNK_BYTES = 4 << 20  # larger batches are written in chunks of this size
 PREREAD_BYTES = CHUNK_BYTES  # batches up to this size are read before the topic lock is taken
 
 
-def read_whole(body: BinaryIO, total: int, check_end: bool) -> memoryview:
-    """A whole (small) batch read from the client before locking, so a slow upload never
-    holds the topic lock; ``check_end``: make sure the body has nothing more."""
-    pieces, received = [], 0
-    while received < total:  # one read normally returns it all
-        piece = body.read(total - received)
-        if not piece:
-            raise InvalidBody("invalid body: shorter than the sum of X-Sizes")
-        pieces.append(piece)
-        received += len(piece)
-    if check_end and body.read(1):
-        raise InvalidBody("invalid body: longer than the sum of X-Sizes")
-    return memoryview(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+class WholeBatch:
+    """A whole (small) batch read from the client and hashed before the topic lock is taken,
+    so neither a slow upload nor the hashing holds the lock."""
+
+    __slots__ = ("data", "hashes")
+
+    def __init__(self, body: BinaryIO, sizes: list[int], total: int, check_end: bool):
+        """Read ``total`` bytes from ``body``; ``check_end``: make sure it has nothing more."""
+        pieces, received = [], 0
+        while received < total:  # one read normally returns it all
+            piece = body.read(total - received)
+            if not piece:
+                raise InvalidBody("invalid body: shorter than the sum of X-Sizes")
+            pieces.append(piece)
+            received += len(piece)
+        if check_end and body.read(1):
+            raise InvalidBody("invalid body: longer than the sum of X-Sizes")
+        self.data = memoryview(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        self.hashes = message_hashes(self.data, sizes)
 
 
 class SegmentPart:
@@ -103,20 +109,21 @@ class BatchWriter:
             self._close()
             raise
 
-    def write(self, body: memoryview | BinaryIO) -> Commit:
-        """Write the batch (after ``open``): ``body`` is all of it (``read_whole``) or a stream
-        of it; return the new commit."""
+    def write(self, body: WholeBatch | BinaryIO) -> Commit:
+        """Write the batch (after ``open``): ``body`` is all of it or a stream of it; return
+        the new commit."""
         try:
-            whole, position = (body, 0) if isinstance(body, memoryview) else (None, 0)
+            whole = body if isinstance(body, WholeBatch) else None
+            position = message = 0
             for part in self.parts:
                 if not part.fds:
                     self._open(part)
                 if whole is None:
                     self._stream(part, body)
                     continue
-                end = position + part.data_end - part.data_offset
-                self._write_whole(part, whole[position:end])
-                position = end
+                end, following = position + part.data_end - part.data_offset, message + len(part.sizes)
+                self._write_whole(part, whole.data[position:end], whole.hashes[message:following])
+                position, message = end, following
             if whole is None and body.read(1):
                 raise InvalidBody("invalid body: longer than the sum of X-Sizes")
             self._sync(data=True)
@@ -170,11 +177,11 @@ class BatchWriter:
             elif self.durable:
                 fsync_dir(topic_dir.path)
 
-    def _write_whole(self, part: SegmentPart, data: memoryview) -> None:
-        """Write the part's bytes, all in ``data``, to every volume and hash each message."""
+    def _write_whole(self, part: SegmentPart, data: memoryview, hashes: list[int]) -> None:
+        """Write the part's bytes, all in ``data``, to every volume; ``hashes``: its messages'."""
         for data_fd, _ in part.fds:
             pwrite_all(data_fd, data, part.data_offset)
-        part.checksums = message_hashes(data, part.sizes)
+        part.checksums = hashes
 
     def _stream(self, part: SegmentPart, body: BinaryIO) -> None:
         """Copy the part's bytes from ``body`` to every volume, hashing each message.

@@ -32,7 +32,7 @@ from .layout import TopicDir, pread_file, unlink_quietly, write_file_atomically
 from .handles import TopicFiles, open_topics
 from .locks import LOCK_DIR, topic_lock
 from .names import check_group, normalize_topic
-from .produce import PREREAD_BYTES, BatchWriter, plan_parts, read_whole
+from .produce import PREREAD_BYTES, BatchWriter, WholeBatch, plan_parts
 from .records import RECORD_SIZE, Commit, IndexRecord
 from .report import Report
 
@@ -167,7 +167,7 @@ class Store:
             self._existing_topic(dirs[0].topic)
             files = open_topics.get(dirs)
         if total <= PREREAD_BYTES:
-            body = read_whole(body, total, check_end=declared_length is None)
+            body = WholeBatch(body, sizes, total, check_end=declared_length is None)
         with files:
             writer = self._open_writer(files, sizes, total)
             writer.write(body)
