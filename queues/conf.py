@@ -58,11 +58,15 @@ conf = QueueSettings()
 
 def get_store() -> Store:
     """The process's Store for the current settings (one per distinct configuration)."""
-    key = (tuple(conf.volumes), conf.entries, conf.fsync, conf.max_batch_bytes)
-    with _stores_guard:
-        store = _stores.get(key)
-        if store is None:
-            store = Store(list(key[0]), entries_per_segment=key[1], fsync=key[2], max_batch_bytes=key[3])
-            store.prepare_volumes()
-            _stores[key] = store
-        return store
+    key = (
+        tuple(settings.HARAQA_VOLUMES), settings.HARAQA_ENTRIES, settings.HARAQA_FSYNC, settings.HARAQA_MAX_BATCH_BYTES
+    )
+    store = _stores.get(key)  # read on every request: no lock unless it has to be built
+    if store is None:
+        with _stores_guard:
+            store = _stores.get(key)
+            if store is None:
+                store = Store(list(key[0]), entries_per_segment=key[1], fsync=key[2], max_batch_bytes=key[3])
+                store.prepare_volumes()
+                _stores[key] = store
+    return store
