@@ -46,10 +46,10 @@ RECOVERY_REPAIRS = Counter("haraqa_recovery_repairs", "Problems repaired by reco
 DEGRADED_READS = Counter("haraqa_degraded_reads", "Consumes served from another volume than the last.")
 
 
-def record_produce(sizes: list[int]) -> None:
-    PRODUCED_MESSAGES.inc(len(sizes))
-    PRODUCED_BYTES.inc(sum(sizes))
-    PRODUCE_BATCH.observe(len(sizes))
+def record_produce(messages: int, byte_count: int) -> None:
+    PRODUCED_MESSAGES.inc(messages)
+    PRODUCED_BYTES.inc(byte_count)
+    PRODUCE_BATCH.observe(messages)
 
 
 def record_consume(sizes: list[int], byte_count: int, degraded_reads: int) -> None:

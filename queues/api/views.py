@@ -61,7 +61,7 @@ class TopicApi(APIView):
         chunked = "chunked" in headers.header(request, "Transfer-Encoding", "").lower()
         length = None if chunked else headers.content_length(request)
         get_store().produce(topic, sizes, headers.body_stream(request._request, chunked), length)
-        metrics.record_produce(sizes)
+        metrics.record_produce(len(sizes), sum(sizes) if length is None else length)  # the store checked they agree
         return HttpResponse(status=204)
 
     @schema.consume

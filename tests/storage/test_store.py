@@ -157,6 +157,19 @@ def test_a_failed_batch_across_a_segment_boundary_leaves_no_new_segment(store):
     assert produce(store, "t", [b"b"] * 3) == 4
 
 
+@pytest.mark.parametrize("u32_array", [True, False])
+def test_sizes_must_be_whole_numbers_that_fit_32_bits(volumes, monkeypatch, u32_array):
+    from queues.storage import store as store_module
+
+    if not u32_array:  # as where no array type has 4-byte items
+        monkeypatch.setattr(store_module, "_U32", None)
+    store = Store(volumes, max_batch_bytes=1 << 40)
+    assert store.check_sizes([0, 2**32 - 1]) == 2**32 - 1
+    for sizes in ([], [2**32], [-1], [1, 1.5], [1, "2"]):
+        with pytest.raises(InvalidSizes):
+            store.check_sizes(sizes)
+
+
 def test_batch_size_limit(volumes):
     store = Store(volumes, max_batch_bytes=10)
     store.prepare_volumes()
