@@ -20,6 +20,7 @@ import threading
 from collections import OrderedDict
 
 from .errors import Corruption, MessageDamaged, MessageIdTruncated, NoContent, TopicNotFound
+from .handles import linked
 from .layout import TopicDir, pread_exact, read_commit_fd
 from .records import LENGTH_WORD, RECORD_SIZE, Commit, IndexRecord, is_sealed
 from .verify import FLAG_DAMAGED, FLAGS_BYTE, any_flagged
@@ -225,16 +226,12 @@ def _kept_open(path: str) -> int:
     """A read-only descriptor of ``path``, kept open by this thread while the file keeps its
     name (so a deleted or replaced file is opened anew). Raises FileNotFoundError."""
     kept = _kept.fds
-    fd = kept.get(path)
-    if fd is not None:
-        if os.fstat(fd).st_nlink:
-            kept.move_to_end(path)
-            return fd
-        del kept[path]
-        os.close(fd)
-    fd = kept[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    if len(kept) > KEPT_PER_THREAD:
-        os.close(kept.popitem(last=False)[1])
+    fd = linked(kept.pop(path, -1))
+    if fd < 0:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        if len(kept) >= KEPT_PER_THREAD:
+            os.close(kept.popitem(last=False)[1])
+    kept[path] = fd  # the most recent, last
     return fd
 
 

@@ -72,7 +72,7 @@ class TopicFiles:
         """Each volume's commit record (None where the topic is missing). Raises Corruption."""
         commits = []
         for i, topic_dir in enumerate(self.dirs):
-            fd = _linked(self._commit_fds[i])
+            fd = linked(self._commit_fds[i])
             if fd < 0:
                 try:
                     fd = os.open(topic_dir.commit_path, os.O_RDWR | os.O_CLOEXEC)
@@ -187,7 +187,7 @@ def _flocked(fd: int, path: str) -> int:
         fd = -1
 
 
-def _linked(fd: int) -> int:
+def linked(fd: int) -> int:
     """``fd`` if its file still has a name, else -1 (closed)."""
     if fd >= 0 and not os.fstat(fd).st_nlink:
         os.close(fd)
