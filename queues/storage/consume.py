@@ -219,7 +219,7 @@ class _KeptFiles(threading.local):
 
 
 _kept = _KeptFiles()
-KEPT_PER_THREAD = 32
+KEPT_PER_THREAD = 16  # files: the commit and index of 8 topics
 
 
 def _kept_open(path: str) -> int:

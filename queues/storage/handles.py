@@ -2,7 +2,7 @@
 
 Opening, checking and closing the lock, commit and segment files of a topic on every
 volume costs more than appending a small batch, so a process keeps them open for the
-topics it appended to last. A kept descriptor is trusted only while its file still has
+topics it appended to last (within a quarter of its descriptor limit). A kept descriptor is trusted only while its file still has
 a name (``st_nlink``): a topic deleted, re-created or repaired by any process, a lock
 file or a whole volume wiped, all make it open the path again. The descriptors are used
 only under the topic's lock, which ``TopicFiles`` takes itself. A forked child closes
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import resource
 import threading
 import weakref
 from collections import OrderedDict
@@ -21,7 +22,13 @@ from .layout import TopicDir, read_commit_fd
 from .locks import lock_paths, open_lock_file, thread_lock
 from .records import Commit
 
-CAPACITY = 64  # topics per process; each holds 4 descriptors per volume
+DESCRIPTORS_PER_VOLUME = 4  # lock, commit, data and index file of a topic
+
+
+def descriptor_budget() -> int:
+    """How many descriptors kept files may hold: a quarter of what the process may open, at most 1024."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 1024 if soft == resource.RLIM_INFINITY else max(16, min(1024, soft // 4))
 
 
 class TopicFiles:
@@ -119,9 +126,10 @@ class TopicFiles:
 
 
 class OpenTopics:
-    """The ``TopicFiles`` of the topics this process appended to last, at most ``capacity``."""
+    """The ``TopicFiles`` of the topics this process appended to last: at most ``capacity``
+    topics, by default as many as ``descriptor_budget`` allows."""
 
-    def __init__(self, capacity: int = CAPACITY):
+    def __init__(self, capacity: int | None = None):
         self.capacity = capacity
         self._files: OrderedDict[tuple[TopicDir, ...], TopicFiles] = OrderedDict()
         self._guard = threading.Lock()
@@ -141,7 +149,8 @@ class OpenTopics:
                 self._files.move_to_end(dirs)
                 return files
             files = self._files[dirs] = TopicFiles(dirs)
-            evicted = [self._files.popitem(last=False)[1] for _ in range(len(self._files) - self.capacity)]
+            capacity = self.capacity or max(1, descriptor_budget() // (DESCRIPTORS_PER_VOLUME * len(dirs)))
+            evicted = [self._files.popitem(last=False)[1] for _ in range(len(self._files) - capacity)]
         for old in evicted:
             old.evicted = True
             with old._thread_lock:  # not in use any more: whoever still holds it closes it on release

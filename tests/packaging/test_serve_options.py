@@ -89,3 +89,22 @@ def test_help_documents_haraqa_flags_and_their_environment():
                       ("--prometheus, --no-prometheus", "HARAQA_PROMETHEUS")):
         assert flag in text and env in text, flag
     assert "haraqa -http" in text and "haraqa -prometheus" in text
+
+
+def test_serve_raises_the_descriptor_limit_and_kept_files_stay_within_a_quarter(tmp_path):
+    code = """
+import resource
+import django
+django.setup()
+from queues.management.commands.serve import MAX_DESCRIPTORS, raise_descriptor_limit
+from queues.storage import handles
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+assert handles.descriptor_budget() == 64
+raise_descriptor_limit()
+wanted = MAX_DESCRIPTORS if hard == resource.RLIM_INFINITY else min(hard, MAX_DESCRIPTORS)
+assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == max(256, wanted)
+"""
+    env = {"DJANGO_SETTINGS_MODULE": "haraqa_site.settings", "HARAQA_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

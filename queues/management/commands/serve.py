@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import resource
 import sys
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from queues.storage import Store, VolumeError
 from .recover import recover_at_startup
 
 # haraqa's boolean flags: (flag, setting and environment variable, what it turns on)
+MAX_DESCRIPTORS = 1 << 16
 SWITCHES = [
     ("cors", "HARAQA_CORS", "Access-Control-Allow-Origin: * on every answer"),
     ("docs", "HARAQA_DOCS", "/docs/ (Swagger UI, Redoc, swagger.yaml) and /api/schema/"),
@@ -104,6 +106,7 @@ class Command(BaseCommand):
         if opts["entries"] < 1 or opts["workers"] < 1 or opts["threads"] < 1:
             raise CommandError("--entries, --workers and --threads must be at least 1")
         self._apply_settings(volumes, opts)
+        raise_descriptor_limit()
         try:
             Store(volumes, opts["entries"], opts["fsync"], opts["max_batch_bytes"]).prepare_volumes()
         except VolumeError as exc:
@@ -172,3 +175,15 @@ def _logging_and_metrics_options(opts: dict) -> dict:
     if opts["prometheus"] and metrics.MULTIPROC_ENV in os.environ:
         options.update(child_exit=metrics.mark_worker_dead, on_exit=metrics.remove_multiprocess_dir)
     return options
+
+
+def raise_descriptor_limit() -> None:
+    """Let the server and its workers open as many files as the system allows them: every worker
+    keeps the files of the topics it used last open, next to its connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_DESCRIPTORS if hard == resource.RLIM_INFINITY else min(hard, MAX_DESCRIPTORS)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            pass  # the system refuses: the kept files stay within a quarter of the lower limit
