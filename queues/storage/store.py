@@ -29,8 +29,8 @@ from .errors import (
     VolumeError,
     VolumesOutOfSync,
 )
-from .layout import TopicDir, pread_file, unlink_quietly, write_file_atomically
 from .handles import TopicFiles, open_topics
+from .layout import TopicDir, pread_file, unlink_quietly, write_file_atomically
 from .locks import LOCK_DIR, topic_lock
 from .names import check_group, normalize_topic
 from .produce import PREREAD_BYTES, BatchWriter, WholeBatch, plan_parts
