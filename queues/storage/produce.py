@@ -1,8 +1,10 @@
 """Appending one batch to a topic on every volume.
 
-Write order (the lock is held throughout):
+A batch of up to ``PREREAD_BYTES`` is read and its messages hashed before the topic lock
+is taken (``WholeBatch``); a larger one is streamed and hashed under the lock. Under the
+lock, with the topic's kept descriptors (``handles.TopicFiles``), the write order is:
 
-1. message bytes, streamed in bounded chunks, to the data files of every volume;
+1. message bytes, in bounded chunks, to the data files of every volume;
 2. ``fsync=batch``: fdatasync those data files;
 3. index records to every volume's index files (then fdatasync with ``batch``);
 4. the commit record, volume by volume in the given order (fdatasync with ``batch``).
