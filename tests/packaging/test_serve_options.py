@@ -4,10 +4,12 @@ startup lines and the one-line-per-request log, against real servers."""
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +110,29 @@ assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == max(256, wanted)
     env = {"DJANGO_SETTINGS_MODULE": "haraqa_site.settings", "HARAQA_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on ``port`` (IPv4), from /proc/net/tcp."""
+    rows = (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+    return sum(1 for row in rows if row[1].endswith(f":{port:04X}") and row[3] == "0A")
+
+
+def serve_elsewhere(port: int, tmp_path) -> subprocess.CompletedProcess:
+    env = {"HARAQA_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    command = [sys.executable, "manage.py", "serve", "--port", str(port), "--no-recover", str(tmp_path / "volume")]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_every_worker_listens_and_a_taken_port_stops_startup(server_factory, volumes, tmp_path):
+    server = server_factory(volumes, "--workers", "3")
+    assert listening_sockets(server.port) == 3  # SO_REUSEPORT: the kernel spreads connections over them
+    second = serve_elsewhere(server.port, tmp_path / "second")
+    assert second.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{server.port}: Address already in use" in second.stderr
+    assert listening_sockets(server.port) == 3
+    with socket.socket() as other_program:
+        other_program.bind(("127.0.0.1", 0))
+        other_program.listen()
+        taken = serve_elsewhere(other_program.getsockname()[1], tmp_path / "third")
+    assert taken.returncode == 1 and "Address already in use" in taken.stderr
