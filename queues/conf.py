@@ -36,6 +36,11 @@ class QueueSettings:
         return settings.HARAQA_MAX_BATCH_BYTES
 
     @property
+    def body_timeout(self) -> float | None:
+        """Seconds a produce waits for the next bytes of its body; None: no limit."""
+        return settings.HARAQA_BODY_TIMEOUT if settings.HARAQA_BODY_TIMEOUT > 0 else None
+
+    @property
     def cors(self) -> bool:
         return settings.HARAQA_CORS
 

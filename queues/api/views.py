@@ -61,7 +61,8 @@ class TopicApi(APIView):
         sizes = headers.parse_sizes(headers.header(http, "X-Sizes"))
         chunked = "chunked" in headers.header(http, "Transfer-Encoding", "").lower()
         length = None if chunked else headers.content_length(http)
-        get_store().produce(topic, sizes, headers.body_stream(http, chunked), length)
+        with headers.body_stream(http, chunked, conf.body_timeout) as body:
+            get_store().produce(topic, sizes, body, length)
         metrics.record_produce(len(sizes), sum(sizes) if length is None else length)  # the store checked they agree
         return HttpResponse(status=204)
 

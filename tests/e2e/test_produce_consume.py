@@ -7,6 +7,8 @@ import http.client
 import multiprocessing
 import os
 import random
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -170,6 +172,58 @@ def test_chunked_request_bodies(server, connect):
     response.read()
     connection.close()
     assert client.consume_all("chunked") == [b"hello", b"world"]
+
+
+def send_head(port: int, size: int, sent: int) -> socket.socket:
+    """A produce of one ``size``-byte message whose client sends only ``sent`` bytes of it."""
+    connection = socket.create_connection(("127.0.0.1", port))
+    connection.sendall(f"POST /topics/stall HTTP/1.1\r\nHost: x\r\nX-Sizes: {size}\r\n"
+                       f"Content-Length: {size}\r\n\r\n".encode() + b"s" * sent)
+    return connection
+
+
+def read_head(connection: socket.socket) -> bytes:
+    connection.settimeout(30)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += connection.recv(4096)
+    return head
+
+
+def wait_until(condition) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_stalled_or_reset_producer_frees_the_topic(server_factory, volumes, connect):
+    server = server_factory(volumes, "--workers", "2", "--body-timeout", "1")
+    client = connect(server.url)
+    client.create("stall")
+    client.produce("stall", [b"before"])
+    data_file = os.path.join(volumes[0], "stall", f"{0:020d}.dat")
+    big = 10 << 20  # over 4 MiB: streamed to the volumes under the topic lock
+    stalled = send_head(server.port, big, 6 << 20)
+    wait_until(lambda: os.path.getsize(data_file) > 6)  # it holds the lock, part of its body written
+    client.produce("stall", [b"after"])  # waits for the lock: without a body timeout, for ever
+    head = read_head(stalled)
+    stalled.close()
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"X-Errors: invalid body: reading it failed: timed out" in head
+    small = send_head(server.port, 1000, 10)  # read before the lock is taken, holding a thread
+    assert b"reading it failed: timed out" in read_head(small)
+    small.close()
+    reset = send_head(server.port, big, 6 << 20)
+    wait_until(lambda: os.path.getsize(data_file) > 11)
+    reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    reset.close()  # a reset, not a clean end: the server's read fails with ECONNRESET
+    client.produce("stall", [b"last"])
+    assert client.consume_all("stall") == [b"before", b"after", b"last"]
+    assert [os.path.getsize(os.path.join(v, "stall", f"{0:020d}.dat")) for v in volumes] == [15] * 3
+    assert_identical_volumes(volumes, "stall")
+    wait_until(lambda: server.log().count("POST /topics/stall 400 ") == 3)  # the reset is the client's, not a 500
+    assert "POST /topics/stall 500 " not in server.log()
 
 
 def test_consume_goes_out_through_sendfile(server, connect):

@@ -72,6 +72,11 @@ class Command(BaseCommand):
             "--max-batch-bytes", type=int, default=settings.HARAQA_MAX_BATCH_BYTES,
             help="largest accepted produce body (413 beyond); $HARAQA_MAX_BATCH_BYTES",
         )
+        parser.add_argument(
+            "--body-timeout", type=float, default=settings.HARAQA_BODY_TIMEOUT, metavar="SECONDS",
+            help="a produce whose body stalls this long fails with 400, freeing the topic; 0: wait forever; "
+            "$HARAQA_BODY_TIMEOUT",
+        )
         for flag, name, what in SWITCHES:
             parser.add_argument(
                 f"--{flag}", action=argparse.BooleanOptionalAction, default=getattr(settings, name),
@@ -139,6 +144,7 @@ class Command(BaseCommand):
             "HARAQA_LIMIT": opts["limit"],
             "HARAQA_FSYNC": opts["fsync"],
             "HARAQA_MAX_BATCH_BYTES": opts["max_batch_bytes"],
+            "HARAQA_BODY_TIMEOUT": opts["body_timeout"],
             **{name: opts[flag] for flag, name, _ in SWITCHES},
         }
         for name, value in values.items():
