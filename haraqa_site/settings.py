@@ -27,7 +27,7 @@ HARAQA_ENTRIES = int(os.environ.get("HARAQA_ENTRIES", "5000"))
 HARAQA_LIMIT = int(os.environ.get("HARAQA_LIMIT", "-1"))
 HARAQA_FSYNC = os.environ.get("HARAQA_FSYNC", "never")
 HARAQA_MAX_BATCH_BYTES = int(os.environ.get("HARAQA_MAX_BATCH_BYTES", str(1 << 30)))
-HARAQA_BODY_TIMEOUT = float(os.environ.get("HARAQA_BODY_TIMEOUT", "30"))  # seconds; 0: wait forever
+HARAQA_CLIENT_TIMEOUT = float(os.environ.get("HARAQA_CLIENT_TIMEOUT", "30"))  # seconds; 0: wait forever
 # haraqa's -cors, -docs and -prometheus flags (all on by default, as there)
 HARAQA_CORS = env_bool("HARAQA_CORS", True)
 HARAQA_DOCS = env_bool("HARAQA_DOCS", True)

@@ -36,9 +36,10 @@ class QueueSettings:
         return settings.HARAQA_MAX_BATCH_BYTES
 
     @property
-    def body_timeout(self) -> float | None:
-        """Seconds a produce waits for the next bytes of its body; None: no limit."""
-        return settings.HARAQA_BODY_TIMEOUT if settings.HARAQA_BODY_TIMEOUT > 0 else None
+    def client_timeout(self) -> float | None:
+        """Seconds a produce waits for its body's next bytes, and a consume for the client to take
+        more of its answer; None: no limit."""
+        return settings.HARAQA_CLIENT_TIMEOUT if settings.HARAQA_CLIENT_TIMEOUT > 0 else None
 
     @property
     def cors(self) -> bool:

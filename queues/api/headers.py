@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-from collections.abc import Iterator
 
 from django.http import HttpRequest
-
-from queues.storage import InvalidBody
 
 from .errors import HaraqaError
 
@@ -81,42 +77,3 @@ def message_limit(request: HttpRequest, default: int) -> int:
 def content_length(request: HttpRequest) -> int | None:
     value = request.META.get("CONTENT_LENGTH")
     return parse_int(value, "invalid header: Content-Length")
-
-
-@contextlib.contextmanager
-def body_stream(request: HttpRequest, chunked: bool, timeout: float | None) -> Iterator[ClientBody]:
-    """The request body as a stream (chunked bodies straight from the WSGI input).
-
-    Under gunicorn each read waits at most ``timeout`` seconds for the client: a batch over
-    4 MiB is streamed under the topic lock, which a stalled producer would otherwise hold
-    for as long as its connection lives, and a smaller one would hold a thread.
-    """
-    stream = ClientBody(request.META["wsgi.input"] if chunked else request)
-    sock = request.META.get("gunicorn.socket")
-    if sock is None or timeout is None:
-        yield stream
-        return
-    previous = sock.gettimeout()
-    sock.settimeout(timeout)
-    try:
-        yield stream
-    finally:
-        sock.settimeout(previous)
-
-
-class ClientBody:
-    """A request body for the engine: a read that fails (a timeout, a reset connection) is the
-    client's doing, so it ends the produce with 400 ``invalid body``, not as a storage error."""
-
-    __slots__ = ("_stream",)
-
-    def __init__(self, stream):
-        self._stream = stream
-
-    def read(self, size: int) -> bytes:
-        try:
-            return self._stream.read(size)
-        except OSError as exc:  # Django re-raises the socket's errors as UnreadablePostError
-            cause = exc.__cause__ or exc
-            reason = "timed out" if isinstance(cause, TimeoutError) else (cause.strerror or str(cause))
-            raise InvalidBody(f"invalid body: reading it failed: {reason}") from None

@@ -17,7 +17,7 @@ from queues import metrics
 from queues.conf import conf, get_store
 from queues.storage import InvalidTopic, MessageRange, normalize_topic
 
-from . import headers, schema, watch
+from . import deadlines, headers, schema, watch
 from .errors import HaraqaError, error_response
 
 ANSIC = "%a %b %d %H:%M:%S %Y"
@@ -61,7 +61,7 @@ class TopicApi(APIView):
         sizes = headers.parse_sizes(headers.header(http, "X-Sizes"))
         chunked = "chunked" in headers.header(http, "Transfer-Encoding", "").lower()
         length = None if chunked else headers.content_length(http)
-        with headers.body_stream(http, chunked, conf.body_timeout) as body:
+        with deadlines.body_stream(http, chunked, conf.client_timeout) as body:
             get_store().produce(topic, sizes, body, length)
         metrics.record_produce(len(sizes), sum(sizes) if length is None else length)  # the store checked they agree
         return HttpResponse(status=204)
@@ -78,6 +78,7 @@ class TopicApi(APIView):
         else:
             messages = store.consume(topic, start, limit)
         metrics.record_consume(messages.sizes, messages.byte_count, store.degraded_reads)
+        deadlines.limit_response_waits(http, conf.client_timeout)
         return _messages_response(messages, headers.header(http, "Accept", ""))
 
     @schema.modify_topic

@@ -12,6 +12,7 @@ import struct
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -198,7 +199,7 @@ def wait_until(condition) -> None:
 
 
 def test_a_stalled_or_reset_producer_frees_the_topic(server_factory, volumes, connect):
-    server = server_factory(volumes, "--workers", "2", "--body-timeout", "1")
+    server = server_factory(volumes, "--workers", "2", "--client-timeout", "1")
     client = connect(server.url)
     client.create("stall")
     client.produce("stall", [b"before"])
@@ -224,6 +225,27 @@ def test_a_stalled_or_reset_producer_frees_the_topic(server_factory, volumes, co
     assert_identical_volumes(volumes, "stall")
     wait_until(lambda: server.log().count("POST /topics/stall 400 ") == 3)  # the reset is the client's, not a 500
     assert "POST /topics/stall 500 " not in server.log()
+
+
+def sending_stuck(port: int) -> bool:
+    """Whether a connection served from ``port`` has bytes its client has not taken (/proc/net/tcp)."""
+    rows = (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+    return any(row[1].endswith(f":{port:04X}") and int(row[4].split(":")[0], 16) > 0 for row in rows)
+
+
+def test_a_consumer_that_stops_reading_frees_its_thread(server_factory, volumes, connect):
+    server = server_factory(volumes, "--workers", "1", "--threads", "1", "--client-timeout", "1")
+    client = connect(server.url)
+    client.create("big")
+    for _ in range(4):
+        client.produce("big", [bytes([n]) * (1 << 20) for n in range(8)])
+    with socket.socket() as stalled:
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", server.port))
+        stalled.sendall(b"GET /topics/big HTTP/1.1\r\nHost: x\r\nX-Id: 0\r\nX-Limit: 32\r\n\r\n")  # 32 MiB, never read
+        wait_until(lambda: sending_stuck(server.port))  # the only thread is blocked sending it
+        assert client.consume("big", 31, 1) == [bytes([7]) * (1 << 20)]  # without a deadline: never answered
+    assert "client took nothing" in server.log() and "Traceback" not in server.log()
 
 
 def test_consume_goes_out_through_sendfile(server, connect):

@@ -87,7 +87,7 @@ def test_help_documents_haraqa_flags_and_their_environment():
     )
     text = " ".join(run.stdout.split())
     for flag, env in (("--port", "HARAQA_PORT"), ("--entries", "HARAQA_ENTRIES"), ("--limit", "HARAQA_LIMIT"),
-                      ("--body-timeout", "HARAQA_BODY_TIMEOUT"),
+                      ("--client-timeout", "HARAQA_CLIENT_TIMEOUT"),
                       ("--cors, --no-cors", "HARAQA_CORS"), ("--docs, --no-docs", "HARAQA_DOCS"),
                       ("--prometheus, --no-prometheus", "HARAQA_PROMETHEUS")):
         assert flag in text and env in text, flag

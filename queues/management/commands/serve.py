@@ -73,9 +73,9 @@ class Command(BaseCommand):
             help="largest accepted produce body (413 beyond); $HARAQA_MAX_BATCH_BYTES",
         )
         parser.add_argument(
-            "--body-timeout", type=float, default=settings.HARAQA_BODY_TIMEOUT, metavar="SECONDS",
-            help="a produce whose body stalls this long fails with 400, freeing the topic; 0: wait forever; "
-            "$HARAQA_BODY_TIMEOUT",
+            "--client-timeout", type=float, default=settings.HARAQA_CLIENT_TIMEOUT, metavar="SECONDS",
+            help="a produce whose body stalls this long fails with 400 (freeing the topic), a consume whose "
+            "client stops reading this long is cut off (freeing the thread); 0: wait forever; $HARAQA_CLIENT_TIMEOUT",
         )
         for flag, name, what in SWITCHES:
             parser.add_argument(
@@ -144,7 +144,7 @@ class Command(BaseCommand):
             "HARAQA_LIMIT": opts["limit"],
             "HARAQA_FSYNC": opts["fsync"],
             "HARAQA_MAX_BATCH_BYTES": opts["max_batch_bytes"],
-            "HARAQA_BODY_TIMEOUT": opts["body_timeout"],
+            "HARAQA_CLIENT_TIMEOUT": opts["client_timeout"],
             **{name: opts[flag] for flag, name, _ in SWITCHES},
         }
         for name, value in values.items():

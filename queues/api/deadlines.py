@@ -1,0 +1,60 @@
+"""Deadlines on the client's connection: a stalled producer or consumer must not hold a topic
+lock or a gunicorn thread for as long as its connection lives."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from django.http import HttpRequest
+
+from queues.storage import InvalidBody
+
+
+@contextlib.contextmanager
+def body_stream(request: HttpRequest, chunked: bool, timeout: float | None) -> Iterator[ClientBody]:
+    """The request body as a stream (chunked bodies straight from the WSGI input).
+
+    Under gunicorn each read waits at most ``timeout`` seconds for the client: a batch over
+    4 MiB is streamed under the topic lock, which a stalled producer would otherwise hold
+    for as long as its connection lives, and a smaller one would hold a thread.
+    """
+    stream = ClientBody(request.META["wsgi.input"] if chunked else request)
+    sock = request.META.get("gunicorn.socket")
+    if sock is None or timeout is None:
+        yield stream
+        return
+    previous = sock.gettimeout()
+    sock.settimeout(timeout)
+    try:
+        yield stream
+    finally:
+        sock.settimeout(previous)
+
+
+class ClientBody:
+    """A request body for the engine: a read that fails (a timeout, a reset connection) is the
+    client's doing, so it ends the produce with 400 ``invalid body``, not as a storage error."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def read(self, size: int) -> bytes:
+        try:
+            return self._stream.read(size)
+        except OSError as exc:  # Django re-raises the socket's errors as UnreadablePostError
+            cause = exc.__cause__ or exc
+            reason = "timed out" if isinstance(cause, TimeoutError) else (cause.strerror or str(cause))
+            raise InvalidBody(f"invalid body: reading it failed: {reason}") from None
+
+
+def limit_response_waits(request: HttpRequest, timeout: float | None) -> None:
+    """Under gunicorn, let each write of this request's response wait at most ``timeout`` seconds
+    for the client to take more: a consumer that stops reading a large range frees its thread
+    (gunicorn gives up on the connection). gunicorn sets the socket's mode again before the
+    connection's next request."""
+    sock = request.META.get("gunicorn.socket")
+    if sock is not None and timeout is not None:
+        sock.settimeout(timeout)
