@@ -185,9 +185,11 @@ def format_row(ours: Case, base: Case, pairs: list) -> str:
     base_rate = statistics.median(p[1][0] for p in pairs)
     ratios = sorted(p[0][0] / p[1][0] for p in pairs)
     cpu_ratio = statistics.median(p[1][1] / p[0][1] for p in pairs)
+    base_cpu, ours_cpu = (statistics.median(p[side][1] for p in pairs) for side in (1, 0))
     mb = ours_rate * ours.body_bytes / 1e6
     return (f"{ours.name:26} {ours_rate:6.0f} req/s {mb:6.1f} MB/s | {base.name:24} {base_rate:6.0f} req/s"
-            f" | ratio {statistics.median(ratios):4.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f}) | cpu ratio {cpu_ratio:4.2f}")
+            f" | ratio {statistics.median(ratios):4.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f}) | cpu ratio {cpu_ratio:4.2f}"
+            f" ({base_cpu:.0f}/{ours_cpu:.0f} us)")
 
 
 def report(rows, args) -> None:
@@ -196,7 +198,8 @@ def report(rows, args) -> None:
         f"# {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; gunicorn gthread, serve defaults; wrk -t1 -c{args.connections}\n"
         "# each round runs the case then its baseline back to back; req/s are medians over the rounds;\n"
         "# ratio = median of the per-round ratios (ours / baseline), with their range;\n"
-        "# cpu ratio = baseline / ours server CPU time per request (less sensitive to machine noise)\n"
+        "# cpu ratio = baseline / ours server CPU time per request (less sensitive to machine noise),\n"
+        "# then the medians of that CPU time in microseconds, baseline/ours\n"
     )
     text = header + "\n".join(format_row(*row) for row in rows) + "\n"
     Path(args.output).write_text(text)

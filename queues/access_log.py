@@ -1,8 +1,8 @@
 """gunicorn logging: one line per request for the access log (client, time, method, path, status,
 bytes, duration), and one line for a consumer cut off by the client timeout.
 
-The access line is cheaper than gunicorn's configurable format, which builds a dict of every header and environ
-variable for each request.
+The access line is cheaper than gunicorn's configurable format, which builds a dict of every
+header and environ variable for each request.
 """
 
 from __future__ import annotations

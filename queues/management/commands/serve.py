@@ -75,7 +75,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--client-timeout", type=float, default=settings.HARAQA_CLIENT_TIMEOUT, metavar="SECONDS",
             help="a produce whose body stalls this long fails with 400 (freeing the topic), a consume whose "
-            "client stops reading this long is cut off (freeing the thread); 0: wait forever; $HARAQA_CLIENT_TIMEOUT",
+            "client stops reading this long is cut off (freeing the thread); 0: wait forever; "
+            "$HARAQA_CLIENT_TIMEOUT",
         )
         for flag, name, what in SWITCHES:
             parser.add_argument(
