@@ -137,3 +137,39 @@ def test_every_worker_listens_and_a_taken_port_stops_startup(server_factory, vol
         other_program.listen()
         taken = serve_elsewhere(other_program.getsockname()[1], tmp_path / "third")
     assert taken.returncode == 1 and "Address already in use" in taken.stderr
+
+
+RECEIVE_PIECES = """
+import resource, socket, sys, threading
+import django
+django.setup()
+from queues.management.commands.serve import keep_freed_memory
+if sys.argv[1] == "tuned":
+    assert keep_freed_memory()
+sender, receiver = socket.socketpair()
+piece = b"x" * (128 << 10)
+
+def receive():  # in a thread, as gunicorn's gthread workers read a large body: recv(1 MiB) at a time
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(800):
+        sender.sendall(piece)
+        assert len(receiver.recv(1 << 20)) == len(piece)
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 100)
+
+reader = threading.Thread(target=receive)
+reader.start()
+reader.join()
+"""
+
+
+def test_serve_keeps_freed_memory_so_large_reads_do_not_fault_pages_in_again(tmp_path):
+    env = {"DJANGO_SETTINGS_MODULE": "haraqa_site.settings", "HARAQA_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+
+    def faults_per_mebibyte(mode: str) -> float:
+        run = subprocess.run([sys.executable, "-c", RECEIVE_PIECES, mode], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        return float(run.stdout)
+
+    untuned, tuned = faults_per_mebibyte("default"), faults_per_mebibyte("tuned")
+    assert tuned < 20 and untuned > 4 * tuned, (untuned, tuned)
