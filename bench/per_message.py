@@ -4,7 +4,7 @@
 
 For batches of 1, 100 and 1000 messages: parsing ``X-Sizes``, checking the sizes, hashing
 every message (xxh3), the messages' offsets and packing their index records. These are the
-engine's own functions, run hot in a loop (best of 5), so the figures are a floor: in a
+engine's own functions, run hot in a loop (best of 9), so the figures are a floor: in a
 server they cost more. The last column compares their sum with what the issue's targets
 leave for them over the bare view that the in-process benchmark measures for the same batch.
 """
@@ -36,13 +36,13 @@ BATCHES = [(1, 100, "bare DRF POST 100B", 0.8), (100, 100, "bare DRF POST 10KB",
 
 
 def best_us(function, number: int = 2000) -> float:
-    return min(timeit.repeat(function, number=number, repeat=5)) / number * 1e6
+    return min(timeit.repeat(function, number=number, repeat=9)) / number * 1e6
 
 
 def main() -> None:
     baselines = _inprocess_baselines()
     store = Store([str(REPO / "data" / "unused")])  # check_sizes touches no volume
-    print(f"# bench/per_message.py; {time.strftime('%Y-%m-%d')}; microseconds per batch, best of 5 hot loops")
+    print(f"# bench/per_message.py; {time.strftime('%Y-%m-%d')}; microseconds per batch, best of 9 hot loops")
     print(f"# {'batch':>10} | parse  check   hash offsets  index |   sum | allowed by the target over the bare view")
     for count, size, bare, target in BATCHES:
         sizes, data = [size] * count, memoryview(os.urandom(count * size))
