@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -127,6 +128,9 @@ def serve_elsewhere(port: int, tmp_path) -> subprocess.CompletedProcess:
 
 def test_every_worker_listens_and_a_taken_port_stops_startup(server_factory, volumes, tmp_path):
     server = server_factory(volumes, "--workers", "3")
+    deadline = time.monotonic() + 30  # the server answers once one worker listens; the others follow
+    while listening_sockets(server.port) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert listening_sockets(server.port) == 3  # SO_REUSEPORT: the kernel spreads connections over them
     second = serve_elsewhere(server.port, tmp_path / "second")
     assert second.returncode == 1
