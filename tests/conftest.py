@@ -18,6 +18,20 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def wait_until(condition, seconds: float = 30) -> None:
+    """Poll ``condition`` until it holds; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def tcp_sockets(port: int) -> list[list[str]]:
+    """The IPv4 TCP sockets on local ``port``: rows of /proc/net/tcp (state in [3], queues in [4])."""
+    rows = (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+    return [row for row in rows if row[1].endswith(f":{port:04X}")]
+
+
 @pytest.fixture
 def volumes(tmp_path: Path) -> list[str]:
     """Three volume directories (not yet created: the store creates them)."""

@@ -12,10 +12,10 @@ import struct
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
+from ..conftest import tcp_sockets, wait_until
 from .client import HaraqaClient
 
 pytestmark = pytest.mark.e2e
@@ -191,13 +191,6 @@ def read_head(connection: socket.socket) -> bytes:
     return head
 
 
-def wait_until(condition) -> None:
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
 def test_a_stalled_or_reset_producer_frees_the_topic(server_factory, volumes, connect):
     server = server_factory(volumes, "--workers", "2", "--client-timeout", "1")
     client = connect(server.url)
@@ -207,7 +200,7 @@ def test_a_stalled_or_reset_producer_frees_the_topic(server_factory, volumes, co
     big = 10 << 20  # over 4 MiB: streamed to the volumes under the topic lock
     stalled = send_head(server.port, big, 6 << 20)
     wait_until(lambda: os.path.getsize(data_file) > 6)  # it holds the lock, part of its body written
-    client.produce("stall", [b"after"])  # waits for the lock: without a body timeout, for ever
+    client.produce("stall", [b"after"])  # waits for the lock: without a client timeout, for ever
     head = read_head(stalled)
     stalled.close()
     assert head.startswith(b"HTTP/1.1 400 ")
@@ -228,9 +221,8 @@ def test_a_stalled_or_reset_producer_frees_the_topic(server_factory, volumes, co
 
 
 def sending_stuck(port: int) -> bool:
-    """Whether a connection served from ``port`` has bytes its client has not taken (/proc/net/tcp)."""
-    rows = (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
-    return any(row[1].endswith(f":{port:04X}") and int(row[4].split(":")[0], 16) > 0 for row in rows)
+    """Whether a connection served from ``port`` has bytes its client has not taken."""
+    return any(int(row[4].split(":")[0], 16) > 0 for row in tcp_sockets(port))
 
 
 def test_a_consumer_that_stops_reading_frees_its_thread(server_factory, volumes, connect):

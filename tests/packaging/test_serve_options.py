@@ -7,14 +7,12 @@ import re
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from ..conftest import REPO
+from ..conftest import REPO, tcp_sockets, wait_until
 from ..e2e.client import HaraqaClient
 
 pytestmark = pytest.mark.e2e
@@ -115,9 +113,7 @@ assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == max(256, wanted)
 
 
 def listening_sockets(port: int) -> int:
-    """How many sockets listen on ``port`` (IPv4), from /proc/net/tcp."""
-    rows = (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
-    return sum(1 for row in rows if row[1].endswith(f":{port:04X}") and row[3] == "0A")
+    return sum(1 for row in tcp_sockets(port) if row[3] == "0A")
 
 
 def serve_elsewhere(port: int, tmp_path) -> subprocess.CompletedProcess:
@@ -128,9 +124,7 @@ def serve_elsewhere(port: int, tmp_path) -> subprocess.CompletedProcess:
 
 def test_every_worker_listens_and_a_taken_port_stops_startup(server_factory, volumes, tmp_path):
     server = server_factory(volumes, "--workers", "3")
-    deadline = time.monotonic() + 30  # the server answers once one worker listens; the others follow
-    while listening_sockets(server.port) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: listening_sockets(server.port) >= 3)  # it answers once the first worker listens
     assert listening_sockets(server.port) == 3  # SO_REUSEPORT: the kernel spreads connections over them
     second = serve_elsewhere(server.port, tmp_path / "second")
     assert second.returncode == 1
