@@ -187,7 +187,9 @@ def read_head(connection: socket.socket) -> bytes:
     connection.settimeout(30)
     head = b""
     while b"\r\n\r\n" not in head:
-        head += connection.recv(4096)
+        chunk = connection.recv(4096)
+        assert chunk, f"connection closed before the response head: {head!r}"
+        head += chunk
     return head
 
 
