@@ -7,6 +7,7 @@ import http.client
 import multiprocessing
 import os
 import random
+import signal
 import socket
 import struct
 import subprocess
@@ -157,6 +158,46 @@ def test_kill_9_during_produce_loses_no_acknowledged_message(server_factory, vol
     assert client.consume("crash", -1, 1) == [b"after restart"]
     assert_identical_volumes(volumes, "crash")
 
+
+
+def test_sigterm_during_produce_answers_every_accepted_request(server_factory, volumes, connect):
+    """A graceful stop finishes what it accepted: producers see only 204s (or a connection
+    refused/closed once the workers are gone), never a 5xx, and every 204 is stored."""
+    server = server_factory(volumes, "--workers", "2")
+    connect(server.url).create("stop")
+    acknowledged: list[bytes] = []
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def producer(n: int) -> None:
+        client, i = connect(server.url, timeout=10), 0
+        while not stop.is_set():
+            message = f"p{n}-{i}-".encode() + os.urandom(200)
+            i += 1
+            try:
+                status, _, _ = client.request("POST", "/topics/stop", message, {"X-Sizes": str(len(message))})
+            except (OSError, http.client.HTTPException):
+                client.close()
+                time.sleep(0.02)
+                continue
+            statuses.append(status)
+            if status == 204:
+                acknowledged.append(message)
+
+    threads = [threading.Thread(target=producer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(acknowledged) > 200)
+    os.killpg(server.process.pid, signal.SIGTERM)
+    assert server.process.wait(timeout=60) == 0
+    stop.set()
+    for t in threads:
+        t.join(30)
+
+    assert set(statuses) == {204}
+    restarted = server_factory(volumes, "--workers", "2")
+    assert sorted(connect(restarted.url).consume_all("stop")) == sorted(acknowledged)
+    assert_identical_volumes(volumes, "stop")
 
 def test_chunked_request_bodies(server, connect):
     client = connect(server.url)
