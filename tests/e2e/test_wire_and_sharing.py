@@ -36,6 +36,23 @@ def test_a_500_never_reveals_server_paths(server, connect):
     assert "/" not in headers["X-Errors"] and b"/" not in body
 
 
+def test_x_sizes_of_a_mebibyte_is_taken_and_a_longer_head_refused(server_factory, volumes, connect):
+    """haraqa's Go server takes 1 MiB of headers, so an X-Sizes of 2000 messages (gunicorn's
+    default refuses one over 8 KiB) or of 300,000 must work; a longer head is a 431."""
+    client = connect(server_factory(volumes, "--workers", "2").url)
+    client.create("long")
+    kibibytes = [os.urandom(1024) for _ in range(2000)]
+    client.produce("long", kibibytes)
+    bytes_ = [bytes([n % 256]) for n in range(300_000)]
+    client.produce("long", bytes_)  # an X-Sizes of 600,000 characters
+    assert client.consume_all("long", limit=5000) == kibibytes + bytes_
+    junk = {f"X-Junk-{n}": "a" * (600 << 10) for n in range(3)}  # each field fits, the head does not
+    status, _, _ = client.request("GET", "/topics/long", headers={"X-Id": "0", **junk})
+    assert status == 431
+    client.close()
+    assert client.consume("long", -1, 1) == [bytes_[-1]]
+
+
 def test_two_servers_sharing_volumes_see_each_others_writes(server_factory, volumes, connect):
     first = connect(server_factory(volumes, "--workers", "2", "--entries", "7").url)
     second = connect(server_factory(volumes, "--workers", "2", "--entries", "7").url)
