@@ -64,6 +64,17 @@ def test_topics_from_several_headers_comma_lists_and_the_path(ws, client):
     assert received == {"a", "b", "c", "d/e"}
 
 
+def test_a_watch_of_hundreds_of_topics_one_header_each(ws, client):
+    """Go's client sends one X-Topics line per topic; gunicorn's default allows 100 header lines."""
+    topics = [f"many/{n}" for n in range(300)]
+    for topic in topics:
+        client.create(topic)
+    socket_ = ws(topics=topics)
+    assert socket_.status == 101
+    client.produce("many/299", [b"m"])
+    assert socket_.frame() == (OP_TEXT, b"many/299")
+
+
 def test_deleting_every_watched_topic_closes_with_1001(ws, client):
     client.create("one")
     client.create("two")

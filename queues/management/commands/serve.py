@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from gunicorn.app.base import BaseApplication
+from gunicorn.http.message import MAX_HEADERS
 from gunicorn.http.message import Request as GunicornRequest
 from gunicorn.http.parser import RequestParser
 
@@ -195,6 +196,7 @@ class Command(BaseCommand):
             "timeout": 120,
             "graceful_timeout": 30,
             "limit_request_field_size": MAX_HEADER_FIELD_BYTES,  # X-Sizes of a large batch is long
+            "limit_request_fields": MAX_HEADERS,  # a watch has an X-Topics line per topic; MAX_HEAD_BYTES bounds all
             "control_socket_disable": True,  # several servers may run side by side
             "post_worker_init": watch.follow_worker,  # /ws/topics watches: see queues/api/watch.py
             **_logging_and_metrics_options(opts),
