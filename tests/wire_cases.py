@@ -23,6 +23,12 @@ BAD_INPUT = [
     ("GET", "t", {}, b"", 400, "invalid message id"),
     ("GET", "t", {"X-Id": "one"}, b"", 400, "invalid message id"),
     ("GET", "t", {"X-Id": "0", "X-Limit": "ten"}, b"", 400, "invalid message limit"),
+    ("GET", "t", {"X-Id": "1_0"}, b"", 400, "invalid message id"),  # Python's int() would take these
+    ("GET", "t", {"X-Id": "9223372036854775808"}, b"", 400, "invalid message id"),  # beyond int64, as Go
+    ("GET", "t", {"X-Id": "-9223372036854775809"}, b"", 400, "invalid message id"),
+    ("GET", "t", {"X-Id": "0", "X-Limit": "1_0"}, b"", 400, "invalid message limit"),
+    ("GET", "t", {"X-Id": "0", "X-Limit": "99999999999999999999"}, b"", 400, "invalid message limit"),
+    ("GET", "t", {"X-Id": "9" * 5000}, b"", 400, "invalid message id"),  # past int()'s digit limit
     ("GET", "t", {"X-Id": "99"}, b"", 204, "no content"),
     ("PUT", "a/../b", {}, b"", 400, "invalid topic"),
     ("PUT", ".hidden", {}, b"", 400, "invalid topic"),
@@ -32,6 +38,7 @@ BAD_INPUT = [
     ("PATCH", "t", {}, b"{", 400, "invalid body: invalid json entry"),
     ("PATCH", "t", {}, b"[1]", 400, "invalid body: invalid json entry"),
     ("PATCH", "t", {}, b'{"truncate": "x"}', 400, "invalid body: invalid json entry"),
+    ("PATCH", "t", {}, b'{"truncate": 9223372036854775808}', 400, "invalid body: invalid json entry"),
     ("PATCH", "t", {}, b'{"before": "yesterday"}', 400, "invalid body: invalid json entry"),
 ]
 

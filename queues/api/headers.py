@@ -43,13 +43,19 @@ def _sizes_format(count: int) -> str:
     return ":".join(["%d"] * count)
 
 
+INT64 = range(-(1 << 63), 1 << 63)
+
+
 def parse_int(value: str | None, error_text: str) -> int | None:
-    if value is None or value.strip() == "":
+    """A signed 64-bit decimal, as Go's ``strconv.ParseInt`` reads it: Python's ``int`` would
+    also take ``1_000``, other scripts' digits and numbers of any size."""
+    text = value.strip() if value else ""
+    if not text:
         return None
-    try:
-        return int(value.strip())
-    except ValueError:
-        raise HaraqaError(error_text) from None
+    digits = text[1:] if text[0] in "+-" else text
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 19) or int(text) not in INT64:
+        raise HaraqaError(error_text)
+    return int(text)
 
 
 def message_id(request: HttpRequest, has_group: bool) -> int:

@@ -150,7 +150,7 @@ def _parse_modify(body: bytes) -> tuple[int, datetime | None]:
     if not isinstance(entry, dict) or set(entry) - {"truncate", "before"}:
         raise HaraqaError(INVALID_JSON)
     truncate = entry.get("truncate", 0)
-    if isinstance(truncate, bool) or not isinstance(truncate, int) or truncate < 0:
+    if isinstance(truncate, bool) or not isinstance(truncate, int) or not 0 <= truncate < headers.INT64.stop:
         raise HaraqaError(INVALID_JSON)
     before = entry.get("before")
     if before is None or before == "0001-01-01T00:00:00Z":  # Go's zero time: not set
