@@ -31,6 +31,7 @@ from . import admin_jobs
 from .conf import get_store
 from .models import Topic, Volume
 from .storage import (
+    InvalidRegex,
     InvalidTopic,
     MessageDamaged,
     MessageIdTruncated,
@@ -165,8 +166,8 @@ def filtered_topics(request: HttpRequest) -> tuple[list[str], str]:
     regex = None if not query else query if mode == "regex" else "^" + re.escape(query.lower())
     try:
         return get_store().list_topics(regex), ""
-    except re.error as exc:
-        return [], f"Invalid regular expression: {exc}"
+    except InvalidRegex as exc:
+        return [], f"Invalid regular expression: {exc.reason}"
 
 
 def safe_stats(volume: str, name: str) -> TopicStats | None:

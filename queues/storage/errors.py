@@ -6,7 +6,8 @@
     │   ├── InvalidSizes             bad X-Sizes list (negative, too many, over the limit)
     │   ├── InvalidBody              body length differs from the sizes
     │   ├── BatchTooLarge            batch above the configured maximum
-    │   └── InvalidGroup             unsafe consumer group name
+    │   ├── InvalidGroup             unsafe consumer group name
+    │   └── InvalidRegex             a topic filter RE2 cannot compile
     ├── TopicNotFound
     ├── TopicExists
     ├── NoContent                    nothing stored at or after the requested id
@@ -46,6 +47,14 @@ class BatchTooLarge(InvalidInput):
 
 class InvalidGroup(InvalidInput):
     pass
+
+
+class InvalidRegex(InvalidInput):
+    """haraqa's text, ``invalid regex``; ``reason`` says what RE2 found wrong."""
+
+    def __init__(self, reason: str):
+        super().__init__("invalid regex")
+        self.reason = reason
 
 
 class TopicNotFound(StorageError):

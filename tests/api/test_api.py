@@ -129,6 +129,18 @@ def test_list_topics_regex(client):
     assert (response.status_code, response["X-Errors"]) == (400, "invalid regex")
 
 
+def test_topic_filters_are_go_regexps(client):
+    """haraqa's server filters with Go's regexp, RE2 syntax: POSIX classes and \\pL work,
+    lookbehind and backreferences (Python's re only) are invalid."""
+    for name in ("alpha", "beta7", "g/amma"):
+        client.put(f"/topics/{name}")
+    assert client.get("/topics", {"regex": "^[[:alpha:]]+$"}).content == b"alpha"
+    assert client.get("/topics", {"regex": r"^\pL+\d$"}).content == b"beta7"
+    for python_only in ("(?<=g)/", r"(a)\1"):
+        response = client.get("/topics", {"regex": python_only})
+        assert (response.status_code, response["X-Errors"]) == (400, "invalid regex")
+
+
 def test_delete_is_idempotent(client):
     client.put("/topics/t")
     assert client.delete("/topics/t").status_code == 204

@@ -53,6 +53,15 @@ def test_x_sizes_of_a_mebibyte_is_taken_and_a_longer_head_refused(server_factory
     assert client.consume("long", -1, 1) == [bytes_[-1]]
 
 
+def test_a_topic_filter_cannot_hold_a_worker(server, connect):
+    """Python's re backtracks exponentially on ^(a+)+$ against 40 a's and a dash (hours, with the
+    worker's GIL held); RE2, as Go's regexp, answers at once."""
+    client = connect(server.url, timeout=30)
+    client.create("a" * 40 + "-x")
+    status, _, body = client.request("GET", "/topics?regex=%5E(a%2B)%2B%24")
+    assert (status, body) == (200, b"")
+
+
 def test_two_servers_sharing_volumes_see_each_others_writes(server_factory, volumes, connect):
     first = connect(server_factory(volumes, "--workers", "2", "--entries", "7").url)
     second = connect(server_factory(volumes, "--workers", "2", "--entries", "7").url)
