@@ -75,7 +75,8 @@ list_topics = extend_schema(
     parameters=[
         OpenApiParameter(
             "regex", {"type": "string", "format": "regex"}, QUERY,
-            description="keep only the topics this (Python) regular expression finds",
+            description="keep only the topics this regular expression matches (anywhere in the name); "
+            "the syntax of Go's regexp, RE2: no lookaround or backreferences, linear-time matching",
         ),
         errors_header(400),
     ],
