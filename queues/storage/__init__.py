@@ -1,6 +1,7 @@
 """haraqa's storage engine: append-only segment files replicated over volumes.
 
-Pure Python (plus xxhash for checksums and RE2 for topic filters); Django builds a ``Store`` through ``queues.conf``.
+Pure Python, plus xxhash for checksums and RE2 for topic filters; Django builds a ``Store``
+through ``queues.conf``.
 
 Guarantees:
 - A produce is visible only once it is on every volume, and never partly.

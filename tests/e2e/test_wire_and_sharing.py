@@ -43,14 +43,14 @@ def test_x_sizes_of_a_mebibyte_is_taken_and_a_longer_head_refused(server_factory
     client.create("long")
     kibibytes = [os.urandom(1024) for _ in range(2000)]
     client.produce("long", kibibytes)
-    bytes_ = [bytes([n % 256]) for n in range(300_000)]
-    client.produce("long", bytes_)  # an X-Sizes of 600,000 characters
-    assert client.consume_all("long", limit=5000) == kibibytes + bytes_
+    one_byte_each = [bytes([n % 256]) for n in range(300_000)]
+    client.produce("long", one_byte_each)  # an X-Sizes of 600,000 characters
+    assert client.consume_all("long", limit=5000) == kibibytes + one_byte_each
     junk = {f"X-Junk-{n}": "a" * (600 << 10) for n in range(3)}  # each field fits, the head does not
     status, _, _ = client.request("GET", "/topics/long", headers={"X-Id": "0", **junk})
     assert status == 431
     client.close()
-    assert client.consume("long", -1, 1) == [bytes_[-1]]
+    assert client.consume("long", -1, 1) == [one_byte_each[-1]]
 
 
 def test_a_topic_filter_cannot_hold_a_worker(server, connect):

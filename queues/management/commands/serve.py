@@ -140,7 +140,7 @@ class Command(BaseCommand):
         check_port_free(opts["bind"], opts["port"])
         raise_descriptor_limit()
         keep_freed_memory()
-        RequestParser.mesg_class = BoundedHeadRequest
+        RequestParser.mesg_class = BoundedHeadRequest  # the class gunicorn's HTTP/1 parser reads requests with
         try:
             Store(volumes, opts["entries"], opts["fsync"], opts["max_batch_bytes"]).prepare_volumes()
         except VolumeError as exc:
