@@ -90,6 +90,47 @@ def test_four_processes_of_concurrent_produces(server, connect):
     assert_identical_volumes(server.volumes, "shared")
 
 
+def test_consumers_of_one_group_share_the_messages_without_duplicates(server, connect):
+    """At most once per group, with its consumers spread over the workers: every message reaches
+    exactly one of them, while a producer keeps writing."""
+    producer = connect(server.url)
+    producer.create("work")
+    sent = [f"job-{n}".encode() for n in range(1500)]
+    producer.produce("work", sent[:500])
+    received: list[list[bytes]] = [[] for _ in range(4)]
+    done = threading.Event()
+
+    def consumer(n: int) -> None:
+        client = connect(server.url)
+        idle = 0
+        while idle < 20:
+            status, headers, body = client.request(
+                "GET", "/topics/work", headers={"X-Consumer-Group": "workers", "X-Id": "-1", "X-Limit": "7"}
+            )
+            if status == 204:
+                idle = idle + 1 if done.is_set() else 0
+                time.sleep(0.01)
+                continue
+            assert status == 200, headers.get("X-Errors")
+            at = 0
+            for size in map(int, headers["X-Sizes"].split(":")):
+                received[n].append(body[at : at + size])
+                at += size
+
+    threads = [threading.Thread(target=consumer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for start in range(500, 1500, 100):
+        producer.produce("work", sent[start : start + 100])
+    done.set()
+    for t in threads:
+        t.join(60)
+    everything = [m for mine in received for m in mine]
+    assert sorted(everything) == sorted(sent)  # none lost, none twice
+    assert all(mine == sorted(mine, key=sent.index) for mine in received)  # each in order
+    assert sum(1 for mine in received if mine) >= 2  # really shared
+
+
 def _produce_batches(url: str, producer: int, batches: int, acked) -> None:
     client = HaraqaClient(url)
     for b in range(batches):
