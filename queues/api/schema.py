@@ -73,6 +73,8 @@ list_topics = extend_schema(
     "`text/html` → a page of links, anything else → comma-separated `text/csv`. Never 406.",
     tags=["topics"],
     parameters=[
+        OpenApiParameter("prefix", str, QUERY, description="keep only the topics starting with this"),
+        OpenApiParameter("suffix", str, QUERY, description="keep only the topics ending with this"),
         OpenApiParameter(
             "regex", {"type": "string", "format": "regex"}, QUERY,
             description="keep only the topics this regular expression matches (anywhere in the name); "

@@ -28,7 +28,8 @@ class TopicListApi(APIView):
 
     @schema.list_topics
     def get(self, request):
-        topics = get_store().list_topics(request.GET.get("regex") or None)  # a bad regex: 400 invalid regex
+        query = request.GET  # the filters haraqa's Go client sends, all of them applying
+        topics = get_store().list_topics(query.get("regex") or None, query.get("prefix", ""), query.get("suffix", ""))
         accept = headers.header(request, "Accept", "")
         if "application/json" in accept:
             return JsonResponse({"topics": topics})

@@ -131,12 +131,15 @@ class Store:
             for topic_dir in self._dirs(topic):
                 _remove_topic_files(topic_dir)
 
-    def list_topics(self, regex: str | None = None) -> list[str]:
-        """Sorted topic names on any volume (a lost volume hides none); with ``regex``, those
-        it matches anywhere in. Raises InvalidRegex."""
+    def list_topics(self, regex: str | None = None, prefix: str = "", suffix: str = "") -> list[str]:
+        """Sorted topic names on any volume (a lost volume hides none), those starting with
+        ``prefix``, ending with ``suffix`` and, with ``regex``, that it matches anywhere in.
+        Raises InvalidRegex."""
         pattern = compile_regex(regex) if regex else None
         topics = {t for volume in self.volumes for t in layout.walk_topics(volume)}
-        return sorted(t for t in topics if pattern is None or pattern.search(t))
+        return sorted(
+            t for t in topics if t.startswith(prefix) and t.endswith(suffix) and (pattern is None or pattern.search(t))
+        )
 
     def offsets(self, topic: str) -> Offsets:
         """First stored id and next id of ``topic``, from the last volume holding it intact.

@@ -129,6 +129,15 @@ def test_list_topics_regex(client):
     assert (response.status_code, response["X-Errors"]) == (400, "invalid regex")
 
 
+def test_list_topics_prefix_and_suffix_as_go_clients_send_them(client):
+    for name in ("app/a", "app/b", "web/app", "web/b"):
+        client.put(f"/topics/{name}")
+    assert client.get("/topics?prefix=app/&suffix=&regex=").content == b"app/a,app/b"
+    assert client.get("/topics?prefix=&suffix=/b&regex=").content == b"app/b,web/b"
+    assert client.get("/topics?prefix=web&suffix=b&regex=").content == b"web/b"
+    assert client.get("/topics?prefix=app&regex=b$").content == b"app/b"  # every filter applies
+
+
 def test_topic_filters_are_go_regexps(client):
     """haraqa's server filters with Go's regexp, RE2 syntax: POSIX classes and \\pL work,
     lookbehind and backreferences (Python's re only) are invalid."""
