@@ -150,7 +150,7 @@ def read_from_volumes(dirs: list[TopicDir], cache: SegmentCache, start: int, lim
     raise next((e for e in errors if not isinstance(e, TopicNotFound)), errors[0])
 
 
-def read_range(topic_dir: TopicDir, cache: SegmentCache, start: int, limit: int) -> MessageRange:
+def read_range(topic_dir: TopicDir, cache: SegmentCache, start: int, limit: int, again: bool = True) -> MessageRange:
     """Up to ``limit`` messages from ``start`` (< 0: the last message); never crosses a segment.
 
     Raises TopicNotFound, NoContent, MessageIdTruncated or Corruption.
@@ -159,17 +159,18 @@ def read_range(topic_dir: TopicDir, cache: SegmentCache, start: int, limit: int)
         commit = read_commit_fd(_kept_open(topic_dir.commit_path), topic_dir.topic)
     except FileNotFoundError:
         raise TopicNotFound("topic does not exist") from None
-    if start < 0:
-        start = commit.next_id - 1
-    if start < 0 or start >= commit.next_id:
+    first_wanted = commit.next_id - 1 if start < 0 else start
+    if first_wanted < 0 or first_wanted >= commit.next_id:
         raise NoContent("no content")
     for refresh in (False, True):
-        first, end = _locate(topic_dir, cache, commit, start, refresh)
-        count = end - start if limit <= 0 else min(limit, end - start)
+        first, end = _locate(topic_dir, cache, commit, first_wanted, refresh)
+        count = end - first_wanted if limit <= 0 else min(limit, end - first_wanted)
         try:
-            return _read_segment(topic_dir, first, start, count)
+            return _read_segment(topic_dir, first, first_wanted, count)
         except FileNotFoundError:
             continue  # removed by a truncate since the list was cached
+    if again:  # a truncate, delete or re-create changed the topic under this read: look once more
+        return read_range(topic_dir, cache, start, limit, again=False)
     raise MessageIdTruncated(_first_stored(topic_dir, cache, commit))
 
 
@@ -190,7 +191,10 @@ def _first_stored(topic_dir: TopicDir, cache: SegmentCache, commit: Commit) -> i
 
 
 def _read_segment(topic_dir: TopicDir, first: int, start: int, count: int) -> MessageRange:
-    raw = pread_exact(_kept_open(topic_dir.segment_path(first, "idx")), count * RECORD_SIZE, (start - first) * RECORD_SIZE)
+    """Raises FileNotFoundError when a truncate or delete removed the segment meanwhile (they remove
+    an index before its data), Corruption when the data is missing beside its index."""
+    index = _kept_open(topic_dir.segment_path(first, "idx"))
+    raw = pread_exact(index, count * RECORD_SIZE, (start - first) * RECORD_SIZE)
     if len(raw) != count * RECORD_SIZE:
         raise Corruption(f"index of {topic_dir.topic!r} segment {first} is shorter than its commit")
     if any_flagged(raw):
@@ -203,6 +207,8 @@ def _read_segment(topic_dir: TopicDir, first: int, start: int, count: int) -> Me
     try:
         data = os.open(data_path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
+        if not os.fstat(index).st_nlink:
+            raise  # the segment went while it was read
         raise Corruption(f"data file of {topic_dir.topic!r} segment {first} is missing") from None
     found = MessageRange(start, sizes, data_path, head.offset, tail.end - head.offset, head.timestamp_ns,
                          tail.timestamp_ns, data)  # closes ``data`` if dropped below

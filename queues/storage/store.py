@@ -40,6 +40,9 @@ from .records import RECORD_SIZE, Commit, IndexRecord
 from .report import Report
 
 FsyncPolicy = Literal["never", "batch"]
+# A segment's index goes before its data: a reader that finds the data gone while the index it
+# read from is still there knows the data file is lost, not removed under it.
+SEGMENT_REMOVAL_ORDER = ("idx", "dat")
 MAX_MESSAGE_BYTES = (1 << 32) - 1
 DEFAULT_MAX_BATCH_BYTES = 1 << 30
 _TOPIC_DIRS_KEPT = 4096
@@ -243,7 +246,7 @@ class Store:
                 if not (by_id or by_time):
                     break
                 for topic_dir in dirs:
-                    for suffix in ("dat", "idx"):
+                    for suffix in SEGMENT_REMOVAL_ORDER:
                         unlink_quietly(topic_dir.segment_path(first, suffix))
                 removed += 1
             remaining = segments[removed:]
@@ -373,7 +376,7 @@ def _remove_topic_files(topic_dir: TopicDir) -> None:
         names = os.listdir(topic_dir.path)
     except FileNotFoundError:
         return
-    for name in names:
+    for name in sorted(names, key=lambda n: not n.endswith(".idx")):  # as SEGMENT_REMOVAL_ORDER
         if layout.STORAGE_FILE.match(name) or name.startswith(layout.COMMIT_FILE):
             unlink_quietly(os.path.join(topic_dir.path, name))
     shutil.rmtree(os.path.join(topic_dir.path, layout.GROUPS_DIR), ignore_errors=True)
