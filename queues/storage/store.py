@@ -26,6 +26,7 @@ from .errors import (
     InvalidBody,
     InvalidRegex,
     InvalidSizes,
+    MessageIdTruncated,
     TopicExists,
     TopicNotFound,
     VolumeError,
@@ -211,7 +212,8 @@ class Store:
         return result
 
     def consume_group(self, topic: str, group: str, start: int, limit: int) -> MessageRange:
-        """Consume for a consumer group: from ``start`` or, if negative, the group's next id.
+        """Consume for a consumer group: from ``start`` or, if negative, the group's next id (or,
+        once a truncate removed that, the first message still stored).
 
         The group's offset moves past what is returned (at-most-once per group).
         """
@@ -220,9 +222,14 @@ class Store:
             dirs = self._dirs(topic)
             if not any(d.exists() for d in dirs):
                 raise TopicNotFound("topic does not exist")
-            if start < 0:
+            if start >= 0:
+                result = self._read(dirs, start, limit)
+            else:
                 start = next((n for d in reversed(dirs) if (n := d.read_group(group)) is not None), 0)
-            result = self._read(dirs, start, limit)
+                try:
+                    result = self._read(dirs, start, limit)
+                except MessageIdTruncated as exc:  # the group fell behind a truncate: go on from what is left
+                    result = self._read(dirs, exc.first_id, limit)
             for topic_dir in dirs:
                 topic_dir.write_group(group, result.first_id + len(result.sizes), self.durable)
             return result

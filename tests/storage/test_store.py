@@ -281,6 +281,18 @@ def test_consumer_group_advances_and_survives_a_new_store(store, volumes):
     assert reopened.consume_group("t", "other", -1, 1).messages() == [b"a"]
 
 
+def test_a_group_behind_a_truncate_goes_on_from_the_first_stored_message(store):
+    store.create_topic("t")
+    produce(store, "t", [b"%d" % n for n in range(12)])  # segments of 5: 0-4, 5-9, 10-11
+    assert store.consume_group("t", "g", -1, 2).messages() == [b"0", b"1"]
+    store.truncate("t", before_id=10)
+    assert store.consume_group("t", "g", -1, 5).messages() == [b"10", b"11"]
+    with pytest.raises(NoContent):
+        store.consume_group("t", "g", -1, 5)
+    with pytest.raises(MessageIdTruncated):  # an explicit id still gets the truth
+        store.consume_group("t", "g", 3, 5)
+
+
 def test_delete_then_recreate_starts_from_zero(store):
     store.create_topic("t")
     produce(store, "t", [b"x"] * 7)
