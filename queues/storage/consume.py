@@ -163,7 +163,10 @@ def read_range(topic_dir: TopicDir, cache: SegmentCache, start: int, limit: int,
     if first_wanted < 0 or first_wanted >= commit.next_id:
         raise NoContent("no content")
     for refresh in (False, True):
-        first, end = _locate(topic_dir, cache, commit, first_wanted, refresh)
+        found = _locate(topic_dir, cache, commit, first_wanted, refresh)
+        if found is None:
+            continue  # before the first segment listed: truncated, or a list cached before a re-create
+        first, end = found
         count = end - first_wanted if limit <= 0 else min(limit, end - first_wanted)
         try:
             return _read_segment(topic_dir, first, first_wanted, count)
@@ -174,14 +177,17 @@ def read_range(topic_dir: TopicDir, cache: SegmentCache, start: int, limit: int,
     raise MessageIdTruncated(_first_stored(topic_dir, cache, commit))
 
 
-def _locate(topic_dir: TopicDir, cache: SegmentCache, commit: Commit, start: int, refresh: bool) -> tuple[int, int]:
-    """The segment holding ``start``: its first id and the id after its last message."""
+def _locate(
+    topic_dir: TopicDir, cache: SegmentCache, commit: Commit, start: int, refresh: bool
+) -> tuple[int, int] | None:
+    """The segment holding ``start``: its first id and the id after its last message; None if
+    ``start`` comes before every segment listed."""
     if start >= commit.active_segment:
         return commit.active_segment, commit.next_id
     segments = cache.segments(topic_dir, commit, refresh)
     position = bisect.bisect_right(segments, start)
     if position == 0:
-        raise MessageIdTruncated(segments[0] if segments else commit.active_segment)
+        return None
     return segments[position - 1], segments[position]
 
 

@@ -293,6 +293,21 @@ def test_a_group_behind_a_truncate_goes_on_from_the_first_stored_message(store):
         store.consume_group("t", "g", 3, 5)
 
 
+def test_a_re_created_topic_is_read_whole_whatever_the_segment_list_remembers(store):
+    """The segment list a reader caches ends at the active segment like the new topic's, but
+    lacks its first segments: reading them must look again, not answer "truncated"."""
+    store.create_topic("t")
+    produce(store, "t", [b"old"] * 20)  # segments of 5: 0, 5, 10, 15
+    store.truncate("t", before_id=10)
+    with pytest.raises(MessageIdTruncated):
+        store.consume("t", 2, 1)  # the cached list is now [10, 15]
+    store.delete_topic("t")
+    store.create_topic("t")
+    produce(store, "t", [b"new %d" % n for n in range(20)])
+    assert store.consume("t", 7, 2).messages() == [b"new 7", b"new 8"]
+    assert store.consume_group("t", "g", -1, 3).messages() == [b"new 0", b"new 1", b"new 2"]
+
+
 def test_delete_then_recreate_starts_from_zero(store):
     store.create_topic("t")
     produce(store, "t", [b"x"] * 7)
