@@ -324,15 +324,17 @@ class TopicDetailView(TopicPageView):
         store, topic, offsets = get_store(), self.topic, self.offsets
         stats = topic_stats(store.volumes[-1], topic)
         verify = self.request.GET.get("verify") == "1" or (stats is not None and stats.bytes <= AUTO_VERIFY_BYTES)
-        start = _int(self.request.GET.get("from"), offsets.min_offset)
-        browser_error = ""
-        try:
-            found = browse(store, topic, max(start, offsets.min_offset), MESSAGES_PER_PAGE, LIST_PREVIEW_BYTES)
-        except MessageIdTruncated as exc:
-            start, found = exc.first_id, browse(store, topic, exc.first_id, MESSAGES_PER_PAGE, LIST_PREVIEW_BYTES)
-        except StorageError as exc:
-            found, browser_error = [], str(exc)
-        start = max(start, offsets.min_offset)
+        start = max(_int(self.request.GET.get("from"), offsets.min_offset), offsets.min_offset)
+        found, browser_error = [], "messages were truncated faster than this page could read them; reload it"
+        for _ in range(3):  # truncates may remove the first messages while the page reads them
+            try:
+                found, browser_error = browse(store, topic, start, MESSAGES_PER_PAGE, LIST_PREVIEW_BYTES), ""
+                break
+            except MessageIdTruncated as exc:
+                start = exc.first_id
+            except StorageError as exc:
+                browser_error = str(exc)
+                break
         newest = max(offsets.min_offset, offsets.max_offset - MESSAGES_PER_PAGE)
         # Segments are paged (a long topic has hundreds); the newest, where writes land, first shown.
         paginator = Paginator(range(stats.segments if stats else 1), SEGMENTS_PER_PAGE)

@@ -156,7 +156,12 @@ def segment_table(
             count = end - first
             copies = [read_copy(pos, TopicDir(volume, topic), first, count) for pos, volume in enumerate(volumes)]
             end_hint = commit.data_end if first == commit.active_segment else None
-            verdict = verify_segment(copies, count, end_hint, deep=verify)
+            try:
+                verdict = verify_segment(copies, count, end_hint, deep=verify)
+            except FileNotFoundError:
+                continue  # removed by a truncate while this page read it
+            if any(judged.problems for judged in verdict.copies) and not os.path.exists(source.segment_path(first, "idx")):
+                continue  # the same, noticed as files missing on some volumes
             for pos, judged in enumerate(verdict.copies):
                 copy = judged.copy
                 rows[pos].append(
@@ -221,6 +226,8 @@ def browse(store: Store, topic: str, start: int, count: int, preview_bytes: int)
         stem = os.path.splitext(found.data_path)[0]
         index_path, segment_first = stem + ".idx", int(os.path.basename(stem))
         raw = pread_file(index_path, (found.first_id - segment_first) * RECORD_SIZE, len(found.sizes) * RECORD_SIZE)
+        if len(raw) < len(found.sizes) * RECORD_SIZE:
+            break  # removed by a truncate since it was read: list what came before
         with found.open() as data:
             for position in range(len(found.sizes)):
                 record = IndexRecord.unpack(raw[position * RECORD_SIZE : (position + 1) * RECORD_SIZE])

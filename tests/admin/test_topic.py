@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -205,3 +207,25 @@ def test_an_unreadable_topic_shows_the_storage_error(admin_client, store):
     page = admin_client.get(topic_url("change", "t"))
     assert page.status_code == 503
     assert "corrupt commit record" in page.content.decode()
+
+
+def test_the_topic_page_keeps_working_while_producers_and_truncates_change_the_topic(admin_client, store):
+    """The page reads without the topic lock: segments vanish under it (it used to answer 500
+    when a truncate removed a data file between listing and verifying, and 503 when one moved the
+    first id while it read messages)."""
+    produce(store, "busy", [b"m" * 10] * 40)
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            store.produce("busy", [10] * 7, io.BytesIO(b"n" * 70))
+            store.truncate("busy", before_id=store.offsets("busy").max_offset - 12)
+
+    writer = threading.Thread(target=churn)
+    writer.start()
+    try:
+        statuses = {admin_client.get(topic_url("change", "busy"), {"verify": "1"}).status_code for _ in range(150)}
+    finally:
+        stop.set()
+        writer.join()
+    assert statuses == {200}
