@@ -160,7 +160,8 @@ def segment_table(
                 verdict = verify_segment(copies, count, end_hint, deep=verify)
             except FileNotFoundError:
                 continue  # removed by a truncate while this page read it
-            if any(judged.problems for judged in verdict.copies) and not os.path.exists(source.segment_path(first, "idx")):
+            removed = not os.path.exists(source.segment_path(first, "idx"))
+            if removed and any(judged.problems for judged in verdict.copies):
                 continue  # the same, noticed as files missing on some volumes
             for pos, judged in enumerate(verdict.copies):
                 copy = judged.copy
