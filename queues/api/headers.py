@@ -53,9 +53,10 @@ def parse_int(value: str | None, error_text: str) -> int | None:
     if not text:
         return None
     digits = text[1:] if text[0] in "+-" else text
-    if not (digits.isascii() and digits.isdigit() and len(digits) <= 19) or int(text) not in INT64:
+    number = int(text) if digits.isascii() and digits.isdigit() and len(digits) <= 19 else None
+    if number not in INT64:
         raise HaraqaError(error_text)
-    return int(text)
+    return number
 
 
 def message_id(request: HttpRequest, has_group: bool) -> int:
