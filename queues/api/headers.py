@@ -53,7 +53,9 @@ def parse_int(value: str | None, error_text: str) -> int | None:
     if not text:
         return None
     digits = text[1:] if text[0] in "+-" else text
-    number = int(text) if digits.isascii() and digits.isdigit() and len(digits) <= 19 else None
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 19):
+        raise HaraqaError(error_text)
+    number = int(text)
     if number not in INT64:
         raise HaraqaError(error_text)
     return number
