@@ -114,9 +114,9 @@ class TopicWatchApi(APIView):
         sock = request.META.get("gunicorn.socket")
         if sock is None:
             return error_response("websocket needs the gunicorn server (manage.py serve)", 501)
-        if not watch.serve_watch(sock, accept, watcher):
-            return error_response("too many topic watches: every other thread of this worker is watching", 503)
-        # gunicorn's attempt to send this fails quietly (EPIPE): serve_watch shut the socket down
+        if not watch.process_hub().adopt(sock, accept, watcher):
+            return error_response(watch.TOO_MANY, 503)
+        # gunicorn's attempt to send this fails quietly (EPIPE): the hub took the connection away
         return HttpResponse(status=101)
 
 

@@ -1,18 +1,19 @@
 """haraqa's topic watch (``GET /ws/topics``): a minimal RFC 6455 websocket server side.
 
 WSGI has no websockets. The view validates the request and builds a ``TopicWatcher``;
-``serve_watch`` then takes over gunicorn's client socket (``environ["gunicorn.socket"]``),
-writes the ``101 Switching Protocols`` answer itself and runs the watch in the request's
-worker thread: it polls the watched topics' commit records and sends a text frame with the
-topic name for every change, answers pings and close frames, pings the client every
-``PING_SECONDS`` (a client silent for two of them is dropped, as haraqa's server did) and
-closes with 1001 once every watched topic is deleted or the gunicorn worker stops
-(``follow_worker`` is the worker's ``post_worker_init`` hook). A watch holds its thread, so a
-worker runs at most ``threads - 1`` watches at once: one thread always serves the API.
+``WatchHub.adopt`` then takes the client connection away from gunicorn and hands it to
+its worker process's hub: one thread that serves every watch of the process through a
+selector. The hub answers ``101 Switching Protocols``, reads the watched topics' commit
+records every ``POLL_SECONDS`` (each topic once, however many watch it) and sends a text
+frame with the topic name for every change, answers pings and close frames, pings every
+client every ``PING_SECONDS`` (a client silent for two of them is dropped, as haraqa's
+server did) and closes with 1001 once every watched topic is deleted or the gunicorn
+worker stops. A watch holds a descriptor, not a worker thread.
 
-When it returns, the socket is shut down in both directions: gunicorn's own answer to the
-request then fails with EPIPE, which gunicorn logs at debug level only, and the worker
-thread is free again. Standard library only; no Django.
+Taking the connection (``take_over``): the hub keeps a duplicate of gunicorn's descriptor,
+and gunicorn's descriptor number is pointed at a socket pair whose other end is closed.
+gunicorn's own answer to the request then fails with EPIPE, which it logs at debug level
+only, and its close leaves the client connection alone. Standard library only; no Django.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import base64
 import binascii
 import hashlib
 import logging
+import os
+import resource
 import selectors
 import socket
 import struct
@@ -29,51 +32,57 @@ import time
 from collections.abc import Mapping
 
 from queues.storage import Corruption, TopicNotFound
-from queues.storage.layout import TopicDir
+from queues.storage.handles import linked
+from queues.storage.layout import TopicDir, read_commit_fd
+from queues.storage.records import RECORD_SIZE
 
 logger = logging.getLogger(__name__)
 
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-POLL_SECONDS = 0.05  # how often the commit records are read: one open + pread per topic
+POLL_SECONDS = 0.05  # how often the commit records are read: an fstat + pread per watched topic
+POLL_SHARE = 0.1  # with many topics, polls space out so that reading them takes at most this share of a core
 PING_SECONDS = 25.0
+CHORES_SECONDS = 0.25  # how often every watch is checked for pings, silence, stalls and ended closes
 SEND_TIMEOUT_SECONDS = 10.0  # a client that reads nothing for this long is dropped
 CLOSE_WAIT_SECONDS = 1.0  # after our close frame, how long the client's close reply is awaited
 MAX_CLIENT_FRAME = 1 << 16  # clients only send control frames; anything larger is refused
+MAX_UNSENT_BYTES = 1 << 20  # a client further behind than this is dropped
+RECEIVE_BYTES = 1 << 16
+TOO_MANY = "too many topic watches: this worker holds as many as its descriptor limit allows"
 
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
 CLOSE_GOING_AWAY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG = 1001, 1002, 1009
+DAMAGED = -1  # a topic's commit record is unreadable on every volume that has it
 
 _gunicorn_worker = None  # this process's gunicorn worker, once follow_worker has run
-_watching = 0  # watches running in this process
-_watching_guard = threading.Lock()
+_hub = None  # this process's WatchHub, made by the first watch
+_hub_guard = threading.Lock()
 
 
 def follow_worker(worker) -> None:
-    """gunicorn ``post_worker_init`` hook: open watches end with 1001 once ``worker`` stops
-    (instead of holding it until the graceful timeout kills it), and leave one of its threads
-    to the API."""
+    """gunicorn ``post_worker_init`` hook: open watches end with 1001 once ``worker`` stops."""
     global _gunicorn_worker
     _gunicorn_worker = worker
+
+
+def close_watches(server, worker) -> None:
+    """gunicorn ``worker_exit`` hook: close this worker's watches with 1001 before it exits
+    (the hub's thread would otherwise die with the process, dropping them without a word)."""
+    if _hub is not None and _hub.pid == os.getpid():
+        _hub.stop(timeout=CLOSE_WAIT_SECONDS + 1)
 
 
 def _worker_stopping() -> bool:
     return _gunicorn_worker is not None and not _gunicorn_worker.alive
 
 
-def _take_thread() -> bool:
-    """Count a new watch in, unless it would take the last thread, the one kept for the API."""
-    global _watching
-    with _watching_guard:
-        if _gunicorn_worker is not None and _watching >= _gunicorn_worker.cfg.threads - 1:
-            return False
-        _watching += 1
-        return True
-
-
-def _give_thread_back() -> None:
-    global _watching
-    with _watching_guard:
-        _watching -= 1
+def process_hub() -> WatchHub:
+    """This process's hub (a forked child makes its own)."""
+    global _hub
+    with _hub_guard:
+        if _hub is None or _hub.pid != os.getpid():
+            _hub = WatchHub()
+        return _hub
 
 
 class ProtocolError(Exception):
@@ -147,148 +156,339 @@ def parse_frame(buffer: bytearray) -> tuple[int, bytes] | None:
     return first & 0x0F, payload
 
 
+class CommitRecord:
+    """A watched topic's commit record, read from the first volume that has it (the last
+    volume comes first, as for reads) and kept open there: a poll that finds the same bytes
+    costs an fstat and a pread, a fifth of reading it by path."""
+
+    def __init__(self, dirs: list[TopicDir]):
+        self.dirs = dirs
+        self.fd = -1
+        self.raw = b""  # the record as last read
+
+    def may_have_changed(self) -> bool:
+        self.fd = linked(self.fd)  # a deleted or replaced commit file: read by path again
+        return self.fd < 0 or os.pread(self.fd, RECORD_SIZE, 0) != self.raw
+
+    def read(self) -> int | None:
+        """The committed next id: None if no volume has the topic, DAMAGED if none can be read."""
+        self.close()
+        damaged = False
+        for topic_dir in self.dirs:
+            try:
+                fd = os.open(topic_dir.commit_path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                commit = read_commit_fd(fd, topic_dir.topic)
+            except Corruption:
+                os.close(fd)
+                damaged = True
+                continue
+            self.fd, self.raw = fd, commit.pack()
+            return commit.next_id
+        return DAMAGED if damaged else None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class TopicWatcher:
-    """The watched topics' committed next ids, read from the last volume first (as reads are)."""
+    """The topics of one watch, with their committed next ids when it was asked for."""
 
     def __init__(self, volumes: list[str], topics: list[str]):
         """``topics`` are normalised names. Raises TopicNotFound if one is on no volume."""
-        self._dirs = {topic: [TopicDir(volume, topic) for volume in reversed(volumes)] for topic in topics}
-        self._seen: dict[str, int | None] = {}
-        for topic in self._dirs:
-            self._seen[topic] = self._next_id(topic)
-            if self._seen[topic] is None:
-                raise TopicNotFound("topic does not exist")
-
-    def _next_id(self, topic: str) -> int | None:
-        """None if the topic is on no volume; a commit damaged everywhere counts as unchanged."""
-        damaged = False
-        for topic_dir in self._dirs[topic]:
-            try:
-                commit = topic_dir.read_commit()
-            except Corruption:
-                damaged = True
-                continue
-            if commit is not None:
-                return commit.next_id
-        return self._seen.get(topic) if damaged else None
-
-    def poll(self) -> list[str]:
-        """The topics whose next id grew since the last poll (a re-created topic starts over)."""
-        written = []
-        for topic, before in self._seen.items():
-            now = self._next_id(topic)
-            if now is not None and before is not None and now > before:
-                written.append(topic)
-            self._seen[topic] = now
-        return written
-
-    @property
-    def all_gone(self) -> bool:
-        return all(next_id is None for next_id in self._seen.values())
+        self.dirs = {topic: [TopicDir(volume, topic) for volume in reversed(volumes)] for topic in topics}
+        self.next_ids = {}
+        for topic, dirs in self.dirs.items():
+            record = CommitRecord(dirs)
+            self.next_ids[topic] = record.read()
+            record.close()
+        if any(next_id is None or next_id == DAMAGED for next_id in self.next_ids.values()):
+            raise TopicNotFound("topic does not exist")
 
 
-def serve_watch(
-    sock: socket.socket,
-    accept: str,
-    watcher: TopicWatcher,
-    poll_seconds: float = POLL_SECONDS,
-    ping_seconds: float = PING_SECONDS,
-) -> bool:
-    """Answer 101 on ``sock`` and notify the client of writes until it leaves or every topic
-    is gone; the socket is shut down on return. False, with ``sock`` untouched, if the worker
-    has no thread to spare for another watch."""
-    if not _take_thread():
-        return False
-    sock.settimeout(SEND_TIMEOUT_SECONDS)
-    try:
-        sock.sendall(
+def take_over(sock: socket.socket) -> socket.socket:
+    """A non-blocking socket on ``sock``'s connection; ``sock`` itself is left on a socket
+    pair whose other end is closed, so what its owner sends or closes there misses the client."""
+    connection = socket.socket(fileno=os.dup(sock.fileno()))
+    dead_end, closed_end = socket.socketpair()
+    with dead_end, closed_end:
+        os.dup2(dead_end.fileno(), sock.fileno(), inheritable=False)
+    connection.setblocking(False)
+    return connection
+
+
+class _Watch:
+    """One client connection of the hub, and what the hub knows of it."""
+
+    def __init__(self, sock: socket.socket, watcher: TopicWatcher, accept: str, ping_seconds: float):
+        now = time.monotonic()
+        self.sock = sock
+        self.dirs = watcher.dirs
+        self.next_ids = dict(watcher.next_ids)  # as last seen by this client
+        self.open = True
+        self.received = bytearray()
+        self.unsent = bytearray(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Accept: " + accept.encode("ascii") + b"\r\n\r\n"
         )
-        _WatchLoop(sock, watcher, poll_seconds, ping_seconds).run()
-    except OSError as exc:  # the client went away or stopped reading: nothing left to tell it
-        logger.debug("topic watch ended: %s", exc)
-    finally:
-        _give_thread_back()  # before the shutdown: a client that saw the end may watch again at once
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already disconnected
-    return True
+        self.unsent_since = now  # when the client last took some of ``unsent``
+        self.waiting_to_write = False  # registered for EVENT_WRITE
+        self.last_heard = now  # when the client last sent anything
+        self.next_ping = now + ping_seconds
+        self.close_deadline: float | None = None  # we sent a close frame: until when we await the client's
+        self.ending = False  # the client closed: we end once its close frame's echo is sent
+
+    @property
+    def closing(self) -> bool:
+        return self.close_deadline is not None or self.ending
 
 
-class _WatchLoop:
-    def __init__(self, sock: socket.socket, watcher: TopicWatcher, poll_seconds: float, ping_seconds: float):
-        self.sock = sock
-        self.watcher = watcher
+class WatchHub:
+    """Every open watch of this process, served by one thread that the first watch starts.
+
+    Request threads call ``adopt`` and ``stop``; everything else runs in the hub's thread.
+    """
+
+    def __init__(self, poll_seconds: float = POLL_SECONDS, ping_seconds: float = PING_SECONDS,
+                 max_watches: int | None = None):
+        self.pid = os.getpid()
         self.poll_seconds = poll_seconds
         self.ping_seconds = ping_seconds
-        self.received = bytearray()
-        self.last_heard = time.monotonic()  # when the client last sent anything
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(sock, selectors.EVENT_READ)
+        # each watch holds a descriptor; leave the other half of the limit to files and requests
+        self.max_watches = max_watches or max(16, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2)
+        self._guard = threading.Lock()  # for the four below, which request threads use too
+        self._arrivals: list[_Watch] = []
+        self._count = 0  # adopted and not dropped yet
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._wake_receiver, self._wake_sender = socket.socketpair()
+        self._wake_receiver.setblocking(False)
+        self._wake_sender.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_receiver, selectors.EVENT_READ)
+        self._watches: set[_Watch] = set()
+        self._by_topic: dict[str, set[_Watch]] = {}
+        self._records: dict[str, CommitRecord] = {}
+        self._last_read: dict[str, int | None] = {}  # each topic's next id at the last poll
+        self._unsettled: set[str] = set()  # topics a new watch saw at another next id than the last poll
+        self._said_goodbye = False
 
-    def run(self) -> None:
-        try:
-            self._watch()
-        finally:
-            self.selector.close()
+    @property
+    def count(self) -> int:
+        return self._count
 
-    def _watch(self) -> None:
-        next_ping = time.monotonic() + self.ping_seconds
-        while True:
-            if self.selector.select(self.poll_seconds) and not self._handle_client_frames():
-                return
-            for topic in self.watcher.poll():
-                self.sock.sendall(frame(OP_TEXT, topic.encode("utf-8")))
-            if self.watcher.all_gone or _worker_stopping():
-                self._close(CLOSE_GOING_AWAY)
-                return
-            if time.monotonic() - self.last_heard > 2 * self.ping_seconds:
-                logger.debug("topic watch client answered no ping: dropped")
-                return
-            if time.monotonic() >= next_ping:
-                self.sock.sendall(frame(OP_PING))
-                next_ping = time.monotonic() + self.ping_seconds
-
-    def _receive(self) -> list[tuple[int, bytes]] | None:
-        """Read once: the complete frames received, or None once the client disconnected.
-        Raises ProtocolError."""
-        data = self.sock.recv(65536)
-        if not data:
-            return None
-        self.last_heard = time.monotonic()
-        self.received += data
-        frames = []
-        while (parsed := parse_frame(self.received)) is not None:
-            frames.append(parsed)
-        return frames
-
-    def _handle_client_frames(self) -> bool:
-        """Answer what the client sent; False once the connection is over."""
-        try:
-            frames = self._receive()
-        except ProtocolError as exc:
-            self._close(exc.code)
-            return False
-        if frames is None:
-            return False
-        for opcode, payload in frames:
-            if opcode == OP_CLOSE:
-                self.sock.sendall(frame(OP_CLOSE, payload[:2]))  # echo the client's code
+    def adopt(self, sock: socket.socket, accept: str, watcher: TopicWatcher) -> bool:
+        """Take ``sock``'s connection (see ``take_over``), answer 101 on it and watch
+        ``watcher``'s topics. False, with ``sock`` untouched, if the hub is full or stopping."""
+        with self._guard:
+            if self._count >= self.max_watches or self._stopping:
                 return False
-            if opcode == OP_PING:
-                self.sock.sendall(frame(OP_PONG, payload))
+            self._arrivals.append(_Watch(take_over(sock), watcher, accept, self.ping_seconds))
+            self._count += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="topic-watches", daemon=True)
+                self._thread.start()
+        self._wake()
         return True
 
-    def _close(self, code: int) -> None:
+    def stop(self, timeout: float) -> None:
+        """Close every watch with 1001; wait up to ``timeout`` for them to end."""
+        with self._guard:
+            self._stopping = True
+            running = self._thread
+        self._wake()
+        if running is not None:
+            running.join(timeout)
+
+    def _wake(self) -> None:
+        try:
+            self._wake_sender.send(b"\0")
+        except OSError:
+            pass  # woken plenty already (BlockingIOError), or stopped
+
+    def _run(self) -> None:
+        next_poll = next_chores = time.monotonic()
+        try:
+            while not (self._stopping and self._count == 0):
+                timeout = max(0.0, min(next_poll, next_chores) - time.monotonic()) if self._watches else None
+                for key, events in self._selector.select(timeout):
+                    if key.data is None:
+                        self._take_arrivals()
+                    else:
+                        self._serve(key.data, events)
+                if (self._stopping or _worker_stopping()) and not self._said_goodbye:
+                    self._said_goodbye = True
+                    for watch in list(self._watches):
+                        self._begin_close(watch, CLOSE_GOING_AWAY)
+                now = time.monotonic()
+                if now >= next_poll:
+                    self._poll_topics()
+                    next_poll = now + max(self.poll_seconds, (time.monotonic() - now) / POLL_SHARE)
+                if now >= next_chores:
+                    self._do_chores(now)
+                    next_chores = now + min(CHORES_SECONDS, self.ping_seconds / 4)
+        except Exception:
+            logger.exception("topic watches failed: their connections are closed")
+        finally:
+            with self._guard:
+                self._thread = None
+                arrivals, self._arrivals = self._arrivals, []
+            for watch in [*self._watches, *arrivals]:
+                self._drop(watch, "the hub ended")
+            if self._stopping:
+                for resource_ in (self._selector, self._wake_receiver, self._wake_sender):
+                    resource_.close()
+
+    def _take_arrivals(self) -> None:
+        try:
+            while self._wake_receiver.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        with self._guard:
+            arrivals, self._arrivals = self._arrivals, []
+        for watch in arrivals:
+            self._watches.add(watch)
+            self._selector.register(watch.sock, selectors.EVENT_READ, watch)
+            for topic, next_id in watch.next_ids.items():
+                if topic not in self._by_topic:
+                    self._by_topic[topic] = set()
+                    self._records[topic] = CommitRecord(watch.dirs[topic])
+                    self._last_read[topic] = next_id
+                elif self._last_read[topic] != next_id:
+                    self._unsettled.add(topic)
+                self._by_topic[topic].add(watch)
+            self._flush(watch)  # the 101 answer
+            if self._said_goodbye:
+                self._begin_close(watch, CLOSE_GOING_AWAY)
+
+    def _serve(self, watch: _Watch, events: int) -> None:
+        if events & selectors.EVENT_WRITE:
+            self._flush(watch)
+        if watch.open and events & selectors.EVENT_READ:
+            self._receive(watch)
+
+    def _poll_topics(self) -> None:
+        """Read each watched topic's commit once; tell its watches of a change."""
+        for topic, watches in list(self._by_topic.items()):
+            record = self._records[topic]
+            if not record.may_have_changed() and topic not in self._unsettled:
+                continue
+            next_id = record.read()
+            if next_id == DAMAGED or (next_id == self._last_read[topic] and topic not in self._unsettled):
+                continue
+            self._last_read[topic] = next_id
+            for watch in list(watches):
+                self._topic_read(watch, topic, next_id)
+        self._unsettled.clear()
+
+    def _topic_read(self, watch: _Watch, topic: str, next_id: int | None) -> None:
+        before, watch.next_ids[topic] = watch.next_ids[topic], next_id
+        if watch.closing:
+            return
+        if next_id is not None and before is not None and next_id > before:
+            self._send(watch, frame(OP_TEXT, topic.encode("utf-8")))
+        elif next_id is None and all(seen is None for seen in watch.next_ids.values()):
+            self._begin_close(watch, CLOSE_GOING_AWAY)  # every watched topic is deleted
+
+    def _do_chores(self, now: float) -> None:
+        for watch in list(self._watches):
+            if watch.close_deadline is not None and now >= watch.close_deadline:
+                self._drop(watch, "no close frame came back")
+            elif watch.unsent and now - watch.unsent_since > SEND_TIMEOUT_SECONDS:
+                self._drop(watch, "the client reads nothing")
+            elif now - watch.last_heard > 2 * self.ping_seconds:
+                self._drop(watch, "the client answered no ping")
+            elif now >= watch.next_ping and not watch.closing:
+                watch.next_ping = now + self.ping_seconds
+                self._send(watch, frame(OP_PING))
+
+    def _receive(self, watch: _Watch) -> None:
+        try:
+            data = watch.sock.recv(RECEIVE_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._drop(watch, f"receiving failed: {exc}")
+            return
+        if not data:
+            self._drop(watch, "the client left")
+            return
+        watch.last_heard = time.monotonic()
+        watch.received += data
+        try:
+            while watch.open and (parsed := parse_frame(watch.received)) is not None:
+                self._answer(watch, *parsed)
+        except ProtocolError as exc:
+            if watch.closing:
+                self._drop(watch, "a protocol error while closing")
+            else:
+                self._begin_close(watch, exc.code)
+
+    def _answer(self, watch: _Watch, opcode: int, payload: bytes) -> None:
+        if opcode == OP_CLOSE:
+            if watch.close_deadline is not None:  # the answer to ours
+                self._drop(watch, "closed")
+            elif not watch.ending:
+                watch.ending = True
+                self._send(watch, frame(OP_CLOSE, payload[:2]))  # echo the client's code
+        elif opcode == OP_PING and not watch.closing:
+            self._send(watch, frame(OP_PONG, payload))
+
+    def _begin_close(self, watch: _Watch, code: int) -> None:
         """Send a close frame and give the client a moment to answer with its own."""
-        self.sock.sendall(close_frame(code))
-        deadline = time.monotonic() + CLOSE_WAIT_SECONDS
-        while (left := deadline - time.monotonic()) > 0 and self.selector.select(left):
-            try:
-                frames = self._receive()
-            except ProtocolError:
-                return
-            if frames is None or any(opcode == OP_CLOSE for opcode, _ in frames):
-                return
+        if not watch.closing:
+            watch.close_deadline = time.monotonic() + CLOSE_WAIT_SECONDS
+            self._send(watch, close_frame(code))
+
+    def _send(self, watch: _Watch, data: bytes) -> None:
+        if len(watch.unsent) + len(data) > MAX_UNSENT_BYTES:
+            self._drop(watch, "the client reads nothing")
+            return
+        if not watch.unsent:
+            watch.unsent_since = time.monotonic()
+        watch.unsent += data
+        if not watch.waiting_to_write:
+            self._flush(watch)
+
+    def _flush(self, watch: _Watch) -> None:
+        try:
+            sent = watch.sock.send(watch.unsent)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._drop(watch, f"sending failed: {exc}")
+            return
+        if sent:
+            del watch.unsent[:sent]
+            watch.unsent_since = time.monotonic()
+        if bool(watch.unsent) != watch.waiting_to_write:
+            watch.waiting_to_write = bool(watch.unsent)
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if watch.unsent else 0)
+            self._selector.modify(watch.sock, events, watch)
+        if not watch.unsent and watch.ending:
+            self._drop(watch, "closed by the client")
+
+    def _drop(self, watch: _Watch, reason: str) -> None:
+        if not watch.open:
+            return
+        watch.open = False
+        logger.debug("topic watch ended: %s", reason)
+        if watch in self._watches:
+            self._selector.unregister(watch.sock)
+        watch.sock.close()
+        self._watches.discard(watch)
+        for topic in watch.next_ids:
+            watches = self._by_topic.get(topic)
+            if watches is not None:
+                watches.discard(watch)
+                if not watches:
+                    self._records.pop(topic).close()
+                    del self._by_topic[topic], self._last_read[topic]
+                    self._unsettled.discard(topic)
+        with self._guard:
+            self._count -= 1

@@ -7,7 +7,6 @@ import io
 import os
 import socket
 import struct
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +14,7 @@ from django.test import Client
 
 from queues.api import watch
 from queues.storage import Store, TopicNotFound
+from tests.conftest import wait_until
 from tests.e2e.websocket import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawWebSocket, close_payload
 
 
@@ -27,31 +27,42 @@ def store(volumes: list[str]) -> Store:
 
 
 @pytest.fixture
-def serve(store: Store) -> Iterator:
-    """Run ``serve_watch`` on one end of a socket pair in a thread; yield a client on the other."""
-    threads: list[threading.Thread] = []
+def hub_factory() -> Iterator:
+    hubs: list[watch.WatchHub] = []
+
+    def make(**kwargs) -> watch.WatchHub:
+        hubs.append(watch.WatchHub(**kwargs))
+        return hubs[-1]
+
+    yield make
+    for hub in hubs:
+        hub.stop(timeout=5)
+
+
+@pytest.fixture
+def serve(store: Store, hub_factory) -> Iterator:
+    """Hand one end of a socket pair to a hub, as the view hands it gunicorn's socket; yield
+    a client on the other end."""
+    hubs: list[watch.WatchHub] = []
     clients: list[RawWebSocket] = []
-    server_ends: list[socket.socket] = []  # closed here as gunicorn closes them
 
     def start(topics: list[str], ping_seconds: float = watch.PING_SECONDS) -> RawWebSocket:
-        server_end, client_end = socket.socketpair()
-        watcher = watch.TopicWatcher(store.volumes, topics)
-        thread = threading.Thread(target=watch.serve_watch, args=(server_end, "accept", watcher),
-                                  kwargs={"ping_seconds": ping_seconds})
-        thread.start()
-        threads.append(thread)
-        server_ends.append(server_end)
-        clients.append(RawWebSocket(client_end))
+        hubs.append(hub_factory(ping_seconds=ping_seconds))
+        clients.append(_adopted(hubs[-1], store, topics))
         return clients[-1]
 
     yield start
     for client in clients:
         client.close()
-    for thread in threads:
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "the watch loop did not end when its client left"
-    for server_end in server_ends:
-        server_end.close()
+    for hub in hubs:
+        wait_until(lambda: hub.count == 0, seconds=10)  # the hub forgets a client that left
+
+
+def _adopted(hub: watch.WatchHub, store: Store, topics: list[str]) -> RawWebSocket:
+    server_end, client_end = socket.socketpair()
+    assert hub.adopt(server_end, "accept", watch.TopicWatcher(store.volumes, topics))
+    server_end.close()  # as gunicorn closes its socket after the request: the hub has its own
+    return RawWebSocket(client_end)
 
 
 def test_handshake_accept_key_is_rfc_6455s_example():
@@ -146,3 +157,79 @@ def test_without_gunicorns_socket_a_valid_watch_is_501(api_volumes):
     response = client.get("/ws/topics/T", headers=handshake)
     assert response.status_code == 501 and "gunicorn" in response["X-Errors"]
     assert client.get("/ws/topics", headers={**handshake, "X-Topics": ", "})["X-Errors"] == "invalid topic"
+
+
+def test_what_the_old_owner_sends_never_reaches_the_client(store, hub_factory):
+    server_end, client_end = socket.socketpair()
+    assert hub_factory().adopt(server_end, "accept", watch.TopicWatcher(store.volumes, ["t"]))
+    with pytest.raises(BrokenPipeError):
+        server_end.sendall(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")  # what gunicorn tries next
+    server_end.close()
+    client = RawWebSocket(client_end)
+    assert client.status == 101 and client.headers["sec-websocket-accept"] == "accept"
+    store.produce("t", [1], io.BytesIO(b"x"))
+    assert client.frame() == (OP_TEXT, b"t")
+    client.close()
+
+
+def test_one_hub_serves_hundreds_of_watches_and_reads_each_topic_once(store, hub_factory):
+    store.create_topic("u")
+    hub = hub_factory()
+    watching_t = [_adopted(hub, store, ["t"]) for _ in range(150)]
+    watching_u = [_adopted(hub, store, ["u"]) for _ in range(150)]
+    store.produce("t", [1], io.BytesIO(b"x"))
+    assert all(client.frame() == (OP_TEXT, b"t") for client in watching_t)
+    assert all(client.nothing_within(0.01) for client in watching_u)
+    store.produce("u", [1], io.BytesIO(b"y"))
+    assert all(client.frame() == (OP_TEXT, b"u") for client in watching_u)
+    assert sorted(hub._by_topic) == ["t", "u"]  # the topics polled, once each
+    for client in watching_t + watching_u:
+        client.close()
+    wait_until(lambda: hub.count == 0, seconds=10)
+    assert hub._by_topic == {}
+
+
+def test_a_full_hub_refuses_and_leaves_the_socket_alone(store, hub_factory):
+    hub = hub_factory(max_watches=1)
+    first = _adopted(hub, store, ["t"])
+    server_end, client_end = socket.socketpair()
+    assert not hub.adopt(server_end, "accept", watch.TopicWatcher(store.volumes, ["t"]))
+    server_end.sendall(b"HTTP/1.1 503 Service Unavailable\r\n\r\n")  # the view's refusal gets through
+    refused = RawWebSocket(client_end)
+    assert refused.status == 503
+    refused.close()
+    first.close()
+    wait_until(lambda: hub.count == 0, seconds=10)
+    again = _adopted(hub, store, ["t"])  # the slot is free again
+    assert again.status == 101
+    again.close()
+    server_end.close()
+
+
+def test_a_watch_that_began_between_polls_reports_only_later_writes(store, hub_factory):
+    hub = hub_factory(poll_seconds=0.3)
+    early = _adopted(hub, store, ["t"])
+    store.produce("t", [1], io.BytesIO(b"x"))
+    late = _adopted(hub, store, ["t"])  # saw the write above before the hub's next poll
+    assert early.frame() == (OP_TEXT, b"t")
+    assert late.nothing_within(0.5)
+    store.produce("t", [1], io.BytesIO(b"y"))
+    assert early.frame() == late.frame() == (OP_TEXT, b"t")
+    early.close()
+    late.close()
+
+
+def test_stopping_the_hub_closes_every_watch_with_1001(store, hub_factory):
+    hub = hub_factory()
+    clients = [_adopted(hub, store, ["t"]) for _ in range(3)]
+    hub.stop(timeout=0)
+    for client in clients:
+        assert client.frame() == (OP_CLOSE, close_payload(1001))
+        client.send(OP_CLOSE, close_payload(1001))
+        with pytest.raises(EOFError):
+            client.frame()
+        client.close()
+    wait_until(lambda: hub.count == 0, seconds=10)
+    server_end, client_end = socket.socketpair()
+    with server_end, client_end:
+        assert not hub.adopt(server_end, "accept", watch.TopicWatcher(store.volumes, ["t"]))

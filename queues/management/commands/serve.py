@@ -198,7 +198,9 @@ class Command(BaseCommand):
             "limit_request_field_size": MAX_HEADER_FIELD_BYTES,  # X-Sizes of a large batch is long
             "limit_request_fields": MAX_HEADERS,  # a watch has an X-Topics line per topic; MAX_HEAD_BYTES bounds all
             "control_socket_disable": True,  # several servers may run side by side
-            "post_worker_init": watch.follow_worker,  # /ws/topics watches: see queues/api/watch.py
+            # /ws/topics watches: see queues/api/watch.py
+            "post_worker_init": watch.follow_worker,
+            "worker_exit": watch.close_watches,
             **_logging_and_metrics_options(opts),
         }
 
