@@ -1,29 +1,35 @@
-"""System checks (``manage.py check``, and before ``serve`` starts): the volumes must be usable.
+"""System checks (``manage.py check``): the volumes must be usable. ``serve`` and ``recover``
+refuse the same volumes through ``Store.prepare_volumes`` and their own messages.
 
     haraqa.E001  a volume, or the directory it would be created in, is not writable
     haraqa.E002  a volume path exists but is not a directory
     haraqa.E003  no volume is configured
-    haraqa.W001  a volume is listed twice
+    haraqa.E004  two volumes are one directory (the same path, a symlink or a bind mount of it)
+    haraqa.E005  a volume lies inside another (its directories would be read as the other's topics)
 """
 
 from __future__ import annotations
 
 import os
 
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, register
 
 from queues.conf import conf
+from queues.storage.layout import SAME_DIRECTORY, overlapping_volumes
+
+OVERLAP_IDS = {SAME_DIRECTORY: "haraqa.E004"}
+OVERLAP_HINTS = {SAME_DIRECTORY: "each volume keeps a full copy of every topic: give each its own directory"}
 
 
 @register("haraqa")
 def check_volumes(app_configs=None, **kwargs) -> list:
-    volumes = [os.path.abspath(v) for v in conf.volumes]
-    if not volumes:
+    if not conf.volumes:
         return [Error("no volume is configured", hint="pass VOLUME arguments or set HARAQA_VOLUMES", id="haraqa.E003")]
-    problems: list = []
-    for volume in sorted(set(volumes)):
-        if volumes.count(volume) > 1:
-            problems.append(Warning(f"volume {volume} is listed {volumes.count(volume)} times", id="haraqa.W001"))
+    problems = [
+        Error(problem, hint=OVERLAP_HINTS.get(kind), id=OVERLAP_IDS.get(kind, "haraqa.E005"))
+        for kind, problem in overlapping_volumes(conf.volumes)
+    ]
+    for volume in dict.fromkeys(os.path.abspath(v) for v in conf.volumes):
         existing = _nearest_existing(volume)
         what = f"volume {volume}" if existing == volume else f"{existing}, where volume {volume} would be created,"
         if not os.path.isdir(existing):

@@ -173,6 +173,35 @@ class TopicDir:
         write_file_atomically(self.group_path(group), value + struct.pack("<I", zlib.crc32(value)), durable)
 
 
+SAME_DIRECTORY, INSIDE = "same directory", "inside"
+
+
+def overlapping_volumes(volumes: list[str]) -> list[tuple[str, str]]:
+    """(SAME_DIRECTORY or INSIDE, description) for each pair of volumes that would share files:
+    one directory under two names (also a symlink or bind mount), or one volume inside another,
+    whose directories would be read as the other's topics."""
+    problems = []
+    for index, first in enumerate(volumes):
+        for second in volumes[index + 1 :]:
+            if _same_directory(first, second):
+                problems.append((SAME_DIRECTORY, f"volumes {first} and {second} are the same directory"))
+                continue
+            for outer, inner in ((first, second), (second, first)):
+                real_outer = os.path.realpath(outer)
+                if os.path.commonpath([real_outer, os.path.realpath(inner)]) == real_outer:
+                    problems.append((INSIDE, f"volume {inner} is inside volume {outer}"))
+    return problems
+
+
+def _same_directory(first: str, second: str) -> bool:
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
+    try:
+        return os.path.samefile(first, second)  # a bind mount of one on the other's path, say
+    except OSError:
+        return False  # one does not exist yet
+
+
 def walk_topics(root: str) -> Iterator[str]:
     """Every topic name stored under ``root`` (directories holding a commit file)."""
     stack = [""]

@@ -33,7 +33,7 @@ from .errors import (
     VolumesOutOfSync,
 )
 from .handles import TopicFiles, open_topics
-from .layout import TopicDir, pread_file, unlink_quietly, write_file_atomically
+from .layout import TopicDir, overlapping_volumes, pread_file, unlink_quietly, write_file_atomically
 from .locks import LOCK_DIR, topic_lock
 from .names import check_group, normalize_topic
 from .produce import PREREAD_BYTES, BatchWriter, WholeBatch, plan_parts
@@ -86,7 +86,9 @@ class Store:
         return self.fsync == "batch"
 
     def prepare_volumes(self) -> None:
-        """Create missing volume directories; raise VolumeError if one is unusable."""
+        """Create missing volume directories; raise VolumeError if one is unusable, or if two
+        would share files (each volume must hold its own copy)."""
+        self._refuse_overlapping_volumes()
         for volume in self.volumes:
             if os.path.exists(volume) and not os.path.isdir(volume):
                 raise VolumeError(f"volume {volume} is not a directory")
@@ -96,6 +98,10 @@ class Store:
                 raise VolumeError(f"volume {volume} cannot be created: {exc.strerror}") from None
             if not os.access(volume, os.W_OK | os.X_OK):
                 raise VolumeError(f"volume {volume} is not writable")
+
+    def _refuse_overlapping_volumes(self) -> None:
+        for _, problem in overlapping_volumes(self.volumes):
+            raise VolumeError(problem)
 
     def _dirs(self, topic: str) -> tuple[TopicDir, ...]:
         dirs = self._topic_dirs.get(topic)
@@ -265,7 +271,9 @@ class Store:
         self, fix: bool = False, topics: list[str] | None = None, progress: recovery.Progress | None = None,
         deep: bool = True,
     ) -> Report:
-        """Verify every topic on every volume; repair with ``fix``. See ``recovery.check``."""
+        """Verify every topic on every volume; repair with ``fix``. See ``recovery.check``.
+        Raises VolumeError if two volumes would share files."""
+        self._refuse_overlapping_volumes()
         return recovery.check(self, fix=fix, topics=topics, progress=progress, deep=deep)
 
     def _open_writer(self, files: TopicFiles, sizes: list[int], total: int) -> BatchWriter:

@@ -319,6 +319,7 @@ def test_recover_exit_codes_for_usage_errors(volumes, tmp_path):
         (("--topic", "missing", *volumes[1:]), "topic does not exist: missing"),
         (("--topic", "../escape", *volumes[1:]), "invalid topic"),
         (tuple(volumes), "is not a directory"),
+        ((volumes[1], volumes[1] + "/"), "are the same directory"),
     ]
     for args, message in cases:
         result = manage(tmp_path, "recover", *args)

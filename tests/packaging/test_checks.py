@@ -43,9 +43,23 @@ def test_an_unwritable_volume_or_parent_is_e001(settings, tmp_path):
     assert ids(settings, [os.path.join(locked, "haraqa-vol")]) == ["haraqa.E001"]
 
 
-def test_no_volume_is_e003_and_a_repeated_one_w001(settings, tmp_path):
+def test_no_volume_is_e003(settings):
     assert ids(settings, []) == ["haraqa.E003"]
-    assert ids(settings, [str(tmp_path), str(tmp_path) + "/"]) == ["haraqa.W001"]
+
+
+def test_one_directory_named_twice_is_e004(settings, tmp_path):
+    (tmp_path / "vol").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "vol")
+    assert ids(settings, [str(tmp_path / "vol"), str(tmp_path / "vol") + "/"]) == ["haraqa.E004"]
+    assert ids(settings, [str(tmp_path / "vol"), str(tmp_path / "alias")]) == ["haraqa.E004"]
+    assert ids(settings, [str(tmp_path / "new"), str(tmp_path / "." / "new")]) == ["haraqa.E004"]
+    assert ids(settings, [str(tmp_path / "vol"), str(tmp_path / "volume2")]) == []  # a shared prefix is fine
+
+
+def test_a_volume_inside_another_is_e005(settings, tmp_path):
+    (tmp_path / "outer").mkdir()
+    assert ids(settings, [str(tmp_path / "outer"), str(tmp_path / "outer" / "inner")]) == ["haraqa.E005"]
+    assert ids(settings, [str(tmp_path / "outer" / "inner"), str(tmp_path / "outer")]) == ["haraqa.E005"]
 
 
 def test_manage_py_check_reports_them(settings, tmp_path):

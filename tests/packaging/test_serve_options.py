@@ -122,6 +122,17 @@ def serve_elsewhere(port: int, tmp_path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
 
 
+def test_volumes_that_would_share_files_stop_startup(tmp_path):
+    (tmp_path / "vol").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "vol")
+    env = {"HARAQA_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    for second, message in ((tmp_path / "alias", "are the same directory"), (tmp_path / "vol" / "x", "is inside volume")):
+        command = [sys.executable, "manage.py", "serve", "--port", "1", str(tmp_path / "vol"), str(second)]
+        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+    assert list((tmp_path / "vol").iterdir()) == []  # nothing created, on neither volume
+
+
 def test_every_worker_listens_and_a_taken_port_stops_startup(server_factory, volumes, tmp_path):
     server = server_factory(volumes, "--workers", "3")
     wait_until(lambda: listening_sockets(server.port) >= 3)  # it answers once the first worker listens

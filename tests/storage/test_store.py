@@ -22,6 +22,7 @@ from queues.storage import (
     Store,
     TopicExists,
     TopicNotFound,
+    VolumeError,
 )
 
 from queues.storage.produce import CHUNK_BYTES, PREREAD_BYTES
@@ -168,6 +169,16 @@ def test_sizes_must_be_whole_numbers_that_fit_32_bits(volumes, monkeypatch, u32_
     for sizes in ([], [2**32], [-1], [1, 1.5], [1, "2"]):
         with pytest.raises(InvalidSizes):
             store.check_sizes(sizes)
+
+
+def test_volumes_that_would_share_files_are_refused(tmp_path):
+    for volumes in ([tmp_path / "a", tmp_path / "a" / "."], [tmp_path / "a", tmp_path / "a" / "b"]):
+        store = Store([str(v) for v in volumes])
+        with pytest.raises(VolumeError):
+            store.prepare_volumes()
+        with pytest.raises(VolumeError):
+            store.check(fix=True)
+    assert not (tmp_path / "a").exists()
 
 
 def test_batch_size_limit(volumes):

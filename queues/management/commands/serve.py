@@ -74,7 +74,7 @@ class BoundedHeadRequest(GunicornRequest):
 
 
 class Command(BaseCommand):
-    requires_system_checks: list = []  # migrate runs them in handle(), once the flags are the settings
+    requires_system_checks: list = []  # the volumes are checked in handle(), by Store.prepare_volumes
     help = (
         "Serve the haraqa API on VOLUME [VOLUME ...] (default: $HARAQA_VOLUMES). Writes go to every "
         "volume in order; reads come from the last."
