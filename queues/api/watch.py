@@ -48,6 +48,7 @@ CLOSE_WAIT_SECONDS = 1.0  # after our close frame, how long the client's close r
 MAX_CLIENT_FRAME = 1 << 16  # clients only send control frames; anything larger is refused
 MAX_UNSENT_BYTES = 1 << 20  # a client further behind than this is dropped
 RECEIVE_BYTES = 1 << 16
+KEPT_RECORDS = 1024  # commit files a hub keeps open; the topics watched beyond are read by path
 TOO_MANY = "too many topic watches: this worker holds as many as its descriptor limit allows"
 
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
@@ -167,11 +168,16 @@ class CommitRecord:
         self.raw = b""  # the record as last read
 
     def may_have_changed(self) -> bool:
-        self.fd = linked(self.fd)  # a deleted or replaced commit file: read by path again
-        return self.fd < 0 or os.pread(self.fd, RECORD_SIZE, 0) != self.raw
+        try:
+            self.fd = linked(self.fd)  # a deleted or replaced commit file: read by path again
+            return self.fd < 0 or os.pread(self.fd, RECORD_SIZE, 0) != self.raw
+        except OSError:
+            self.close()
+            return True
 
-    def read(self) -> int | None:
-        """The committed next id: None if no volume has the topic, DAMAGED if none can be read."""
+    def read(self, keep: bool = True) -> int | None:
+        """The committed next id: None if no volume has the topic, DAMAGED if none can be read.
+        ``keep``: keep the file open for the next ``may_have_changed``."""
         self.close()
         damaged = False
         for topic_dir in self.dirs:
@@ -179,13 +185,20 @@ class CommitRecord:
                 fd = os.open(topic_dir.commit_path, os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
                 continue
+            except OSError:  # out of descriptors, say: no answer this time
+                damaged = True
+                continue
             try:
                 commit = read_commit_fd(fd, topic_dir.topic)
-            except Corruption:
+            except (Corruption, OSError):
                 os.close(fd)
                 damaged = True
                 continue
-            self.fd, self.raw = fd, commit.pack()
+            self.raw = commit.pack()
+            if keep:
+                self.fd = fd
+            else:
+                os.close(fd)
             return commit.next_id
         return DAMAGED if damaged else None
 
@@ -203,9 +216,7 @@ class TopicWatcher:
         self.dirs = {topic: [TopicDir(volume, topic) for volume in reversed(volumes)] for topic in topics}
         self.next_ids = {}
         for topic, dirs in self.dirs.items():
-            record = CommitRecord(dirs)
-            self.next_ids[topic] = record.read()
-            record.close()
+            self.next_ids[topic] = CommitRecord(dirs).read(keep=False)
         if any(next_id is None or next_id == DAMAGED for next_id in self.next_ids.values()):
             raise TopicNotFound("topic does not exist")
 
@@ -374,11 +385,13 @@ class WatchHub:
 
     def _poll_topics(self) -> None:
         """Read each watched topic's commit once; tell its watches of a change."""
+        kept = sum(record.fd >= 0 for record in self._records.values())
         for topic, watches in list(self._by_topic.items()):
             record = self._records[topic]
             if not record.may_have_changed() and topic not in self._unsettled:
                 continue
-            next_id = record.read()
+            next_id = record.read(keep=kept < KEPT_RECORDS)
+            kept += record.fd >= 0
             if next_id == DAMAGED or (next_id == self._last_read[topic] and topic not in self._unsettled):
                 continue
             self._last_read[topic] = next_id

@@ -233,3 +233,16 @@ def test_stopping_the_hub_closes_every_watch_with_1001(store, hub_factory):
     server_end, client_end = socket.socketpair()
     with server_end, client_end:
         assert not hub.adopt(server_end, "accept", watch.TopicWatcher(store.volumes, ["t"]))
+
+
+def test_topics_beyond_the_kept_commit_files_are_read_by_path(store, hub_factory, monkeypatch):
+    monkeypatch.setattr(watch, "KEPT_RECORDS", 1)
+    for topic in ("u", "v"):
+        store.create_topic(topic)
+    hub = hub_factory()
+    client = _adopted(hub, store, ["t", "u", "v"])
+    for topic in ("v", "t", "u", "v"):
+        store.produce(topic, [1], io.BytesIO(b"x"))
+        assert client.frame() == (OP_TEXT, topic.encode())
+    assert sum(record.fd >= 0 for record in hub._records.values()) == 1
+    client.close()
