@@ -21,7 +21,7 @@ from django.core.exceptions import MiddlewareNotUsed
 from django.http import Http404, HttpResponse
 from django_prometheus import middleware as django_prometheus
 from django_prometheus.utils import Time, TimeSince
-from prometheus_client import REGISTRY, CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY, CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
@@ -44,6 +44,8 @@ RECOVERY_RUNS = Counter(
 )
 RECOVERY_REPAIRS = Counter("haraqa_recovery_repairs", "Problems repaired by recovery runs.")
 DEGRADED_READS = Counter("haraqa_degraded_reads", "Consumes served from another volume than the last.")
+# each worker sets its own count; a scrape adds up the workers alive
+TOPIC_WATCHES = Gauge("haraqa_topic_watches", "Open topic watches (websockets).", multiprocess_mode="livesum")
 
 
 def record_produce(messages: int, byte_count: int) -> None:
@@ -71,6 +73,11 @@ def _catch_up_degraded_reads(total: int) -> None:
         if total > _degraded_seen[0]:
             DEGRADED_READS.inc(total - _degraded_seen[0])
             _degraded_seen[0] = total
+
+
+def record_watches(count: int) -> None:
+    """This process now holds ``count`` topic watches."""
+    TOPIC_WATCHES.set(count)
 
 
 def record_recovery(report) -> None:

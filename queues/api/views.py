@@ -114,7 +114,7 @@ class TopicWatchApi(APIView):
         sock = request.META.get("gunicorn.socket")
         if sock is None:
             return error_response("websocket needs the gunicorn server (manage.py serve)", 501)
-        if not watch.process_hub().adopt(sock, accept, watcher):
+        if not watch.process_hub(metrics.record_watches).adopt(sock, accept, watcher):
             return error_response(watch.TOO_MANY, 503)
         # gunicorn's attempt to send this fails quietly (EPIPE): the hub took the connection away
         return HttpResponse(status=101)

@@ -29,7 +29,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from queues.storage import Corruption, TopicNotFound
 from queues.storage.handles import linked
@@ -77,12 +77,13 @@ def _worker_stopping() -> bool:
     return _gunicorn_worker is not None and not _gunicorn_worker.alive
 
 
-def process_hub() -> WatchHub:
-    """This process's hub (a forked child makes its own)."""
+def process_hub(on_count: Callable[[int], None] | None = None) -> WatchHub:
+    """This process's hub (a forked child makes its own); ``on_count`` is told its number of
+    watches whenever it changes."""
     global _hub
     with _hub_guard:
         if _hub is None or _hub.pid != os.getpid():
-            _hub = WatchHub()
+            _hub = WatchHub(on_count=on_count)
         return _hub
 
 
@@ -265,8 +266,9 @@ class WatchHub:
     """
 
     def __init__(self, poll_seconds: float = POLL_SECONDS, ping_seconds: float = PING_SECONDS,
-                 max_watches: int | None = None):
+                 max_watches: int | None = None, on_count: Callable[[int], None] | None = None):
         self.pid = os.getpid()
+        self.on_count = on_count
         self.poll_seconds = poll_seconds
         self.ping_seconds = ping_seconds
         # each watch holds a descriptor; leave the other half of the limit to files and requests
@@ -303,6 +305,7 @@ class WatchHub:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="topic-watches", daemon=True)
                 self._thread.start()
+            self._tell_count()
         self._wake()
         return True
 
@@ -505,3 +508,9 @@ class WatchHub:
                     self._unsettled.discard(topic)
         with self._guard:
             self._count -= 1
+            self._tell_count()
+
+    def _tell_count(self) -> None:
+        """Under ``_guard``, so counts are told in the order they happened."""
+        if self.on_count is not None:
+            self.on_count(self._count)

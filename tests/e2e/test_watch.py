@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import struct
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -178,3 +180,24 @@ def test_stopping_the_server_closes_open_watches_with_1001(server, ws, client):
     opcode, payload = socket_.frame()
     assert (opcode, struct.unpack("!H", payload[:2])[0]) == (OP_CLOSE, 1001)
     assert server.process.wait(timeout=WAIT * 2) == 0
+
+
+def _watches_metric(url: str) -> float:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=WAIT) as response:
+        text = response.read().decode()
+    return float(re.search(r"^haraqa_topic_watches (\S+)$", text, re.M).group(1))
+
+
+def test_the_watch_gauge_counts_every_workers_watches(server_factory, volumes):
+    server = server_factory(volumes, "--workers", "3")
+    client = HaraqaClient(server.url, timeout=WAIT)
+    client.create("t")
+    watches = [RawWebSocket.connect(server.port, topics=["t"]) for _ in range(12)]
+    assert _watches_metric(server.url) == 12  # whichever worker answers the scrape
+    for socket_ in watches[:5]:
+        socket_.close()
+    wait_until(lambda: _watches_metric(server.url) == 7, seconds=WAIT)
+    for socket_ in watches[5:]:
+        socket_.close()
+    wait_until(lambda: _watches_metric(server.url) == 0, seconds=WAIT)
+    client.close()
