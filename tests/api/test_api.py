@@ -206,7 +206,7 @@ def test_batch_above_the_maximum_is_413(client, settings):
     assert response.status_code == 413 and response["X-Errors"]
 
 
-@pytest.mark.parametrize("sizes", [[0], [5, 5, 3], list(range(1000)), [2**40, 0, 7]])
+@pytest.mark.parametrize("sizes", [[0], [9000], [5, 5, 3], list(range(1000)), [2**40, 0, 7], [8191, 8192, 1]])
 def test_sizes_header_round_trip(sizes):
     from queues.api.headers import format_sizes, parse_sizes
 
