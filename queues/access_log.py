@@ -7,23 +7,34 @@ header and environ variable for each request.
 
 from __future__ import annotations
 
+import socket
 import sys
 
 from gunicorn.glogging import Logger
 
+from queues.conf import conf
+
+
+CUT_OFF = "The client took nothing for the client timeout; connection closed."
+TCP_CLOSE = 7  # the state (tcpi_state) of a connection the kernel has ended
+
 
 class AccessLogger(Logger):
     def exception(self, msg, *args, **kwargs) -> None:
-        """One line, not a traceback, for a consumer cut off by ``--client-timeout``."""
+        """One line, not a traceback, for a consumer cut off by a socket timeout
+        (``queues.api.deadlines``)."""
         if isinstance(sys.exc_info()[1], TimeoutError):
-            self.warning("%s The client took nothing for the client timeout; connection closed.", msg)
+            self.warning("%s %s", msg, CUT_OFF)
             return
         super().exception(msg, *args, **kwargs)
 
     def access(self, resp, req, environ, request_time) -> None:
+        path = environ.get("RAW_URI") or environ.get("PATH_INFO", "")  # as sent: still %-encoded
+        timeout = conf.client_timeout
+        if timeout is not None and request_time.total_seconds() >= timeout and _ended_by_kernel(environ):
+            self.warning("%s %s: %s", environ.get("REQUEST_METHOD"), path, CUT_OFF)  # TCP_USER_TIMEOUT did it
         if not self.access_log_enabled:
             return
-        path = environ.get("RAW_URI") or environ.get("PATH_INFO", "")  # as sent: still %-encoded
         # a body sent with sendfile is not counted in resp.sent
         sent = resp.sent or resp.response_length or 0
         self.access_log.info(
@@ -36,3 +47,12 @@ class AccessLogger(Logger):
             sent,
             request_time.total_seconds() * 1000,
         )
+
+
+def _ended_by_kernel(environ) -> bool:
+    """Whether the request's connection has been ended by the kernel (for a slow request only:
+    a system call)."""
+    try:
+        return environ["gunicorn.socket"].getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_CLOSE
+    except (KeyError, OSError):
+        return False

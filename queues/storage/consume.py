@@ -15,6 +15,7 @@ at it raises MessageDamaged.
 from __future__ import annotations
 
 import bisect
+import io
 import os
 import threading
 from collections import OrderedDict
@@ -77,7 +78,9 @@ class BoundedFile:
     ``length`` bytes; it owns the descriptor.
 
     Its ``fileno()`` is real, so gunicorn sends it with ``sendfile`` from the current
-    position, bounded by Content-Length.
+    position, bounded by Content-Length. ``read`` and ``seek`` keep their own position
+    (``pread``, no system call to seek): Python's ``socket.sendfile`` seeks after sending
+    and, should ``sendfile`` fail at once, reads from where it seeked instead.
     """
 
     def __init__(self, fd: int, offset: int, length: int):
@@ -87,17 +90,28 @@ class BoundedFile:
         except BaseException:
             self.close()
             raise
-        self._left = length
+        self._position = offset
+        self._end = offset + length
 
     def fileno(self) -> int:
         return self._fd
 
     def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0 or size > self._left:
-            size = self._left
-        data = os.read(self._fd, size) if size else b""
-        self._left -= len(data)
+        left = self._end - self._position
+        if size is None or size < 0 or size > left:
+            size = left
+        data = os.pread(self._fd, size, self._position) if size > 0 else b""
+        self._position += len(data)
         return data
+
+    def seek(self, position: int, whence: int = os.SEEK_SET) -> int:
+        if whence != os.SEEK_SET:
+            raise io.UnsupportedOperation("only absolute positions")
+        self._position = position
+        return position
+
+    def seekable(self) -> bool:
+        return False  # Django's FileResponse would otherwise read a file without tell() through to size it
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 import pytest
 from django.test import Client, RequestFactory
@@ -76,6 +77,49 @@ def test_consume_streams_a_real_file_positioned_at_the_range(client):
     assert os.fstat(wrapped.fileno()).st_size == 6
     assert response["Content-Length"] == "2"
     response.close()
+
+
+def test_the_range_file_survives_pythons_send_fallback_and_is_never_measured(client):
+    """socket.sendfile falls back to seek + read + send when sendfile fails at once (a connection
+    the kernel has just ended, say); Django must not size the file by reading it through."""
+    client.put("/topics/t")
+    produce(client, "t", [b"aaa", b"bb", b"c"])
+    request = RequestFactory().get("/topics/t", headers={"X-Id": "1", "X-Limit": "2"})
+    response = TopicApi.as_view()(request, topic="t")
+    wrapped = response.file_to_stream
+    assert os.lseek(wrapped.fileno(), 0, os.SEEK_CUR) == 3  # FileResponse read nothing of it
+    sender, receiver = socket.socketpair()
+    with sender, receiver:
+        assert sender._sendfile_use_send(wrapped, 3, 3) == 3
+        assert receiver.recv(10) == b"bbc"
+    response.close()
+
+
+@pytest.mark.parametrize("kernel_bounds_it", [True, False])
+def test_a_consume_answer_waits_at_most_the_client_timeout(monkeypatch, kernel_bounds_it):
+    from queues.api import deadlines
+
+    monkeypatch.setattr(deadlines, "KERNEL_DROPS_STALLED_READERS", kernel_bounds_it)
+    with socket.create_server(("127.0.0.1", 0)) as listener, socket.create_connection(listener.getsockname()):
+        served, _ = listener.accept()
+        with served:
+            request = RequestFactory().get("/topics/t")
+            request.META["gunicorn.socket"] = served
+            deadlines.limit_response_waits(request, 1.5)
+            user_timeout = served.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+            # the kernel drops the connection, or Python times out each send (and polls before it)
+            assert (user_timeout, served.gettimeout()) == ((1500, None) if kernel_bounds_it else (0, 1.5))
+
+
+@pytest.mark.parametrize(("release", "bounded"), [
+    ("6.1.0-18-amd64", True), ("5.11.0", True), ("5.10.209-1", False), ("4.19.0", False), ("unknown", False),
+])
+def test_zero_window_waits_are_left_to_kernels_that_bound_them(monkeypatch, release, bounded):
+    from queues.api import deadlines
+
+    monkeypatch.setattr(deadlines.platform, "release", lambda: release)
+    monkeypatch.setattr(deadlines.platform, "system", lambda: "Linux")
+    assert deadlines._kernel_drops_stalled_readers() is bounded
 
 
 def test_id_query_parameter_and_last_message(client):

@@ -420,7 +420,28 @@ def test_a_consumer_that_stops_reading_frees_its_thread(server_factory, volumes,
         stalled.sendall(b"GET /topics/big HTTP/1.1\r\nHost: x\r\nX-Id: 0\r\nX-Limit: 32\r\n\r\n")  # 32 MiB, never read
         wait_until(lambda: sending_stuck(server.port))  # the only thread is blocked sending it
         assert client.consume("big", 31, 1) == [bytes([7]) * (1 << 20)]  # without a deadline: never answered
-    assert "client took nothing" in server.log() and "Traceback" not in server.log()
+    assert server.log().count("client took nothing") == 1 and "Traceback" not in server.log()
+
+
+def test_a_pipelining_client_that_stops_reading_frees_its_thread(server_factory, volumes, connect):
+    """Answers queue up in the connection's buffers until one cannot go on; whichever it is, and
+    however much of it went out, the deadline frees the thread and the log has one line for it."""
+    server = server_factory(volumes, "--workers", "1", "--threads", "1", "--client-timeout", "1")
+    client = connect(server.url)
+    client.create("ranges")
+    for _ in range(4):
+        client.produce("ranges", [os.urandom(256 << 10) for _ in range(16)])
+    with socket.socket() as stalled:
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", server.port))
+        stalled.sendall(b"".join(b"GET /topics/ranges HTTP/1.1\r\nHost: x\r\nX-Id: %d\r\nX-Limit: 1\r\n\r\n" % n
+                                 for n in range(1, 64)))  # 63 answers of 256 KiB, never read
+        wait_until(lambda: "client took nothing" in server.log(), seconds=WAIT_FOR_CUT_OFF)
+        assert len(client.consume("ranges", 63, 1)[0]) == 256 << 10  # the only thread is free again
+    assert server.log().count("client took nothing") == 1 and "Traceback" not in server.log()
+
+
+WAIT_FOR_CUT_OFF = 15
 
 
 def test_consume_goes_out_through_sendfile(server, connect):
