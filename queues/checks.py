@@ -15,9 +15,9 @@ import os
 from django.core.checks import Error, register
 
 from queues.conf import conf
-from queues.storage.layout import SAME_DIRECTORY, overlapping_volumes
+from queues.storage.layout import INSIDE, SAME_DIRECTORY, overlapping_volumes
 
-OVERLAP_IDS = {SAME_DIRECTORY: "haraqa.E004"}
+OVERLAP_IDS = {SAME_DIRECTORY: "haraqa.E004", INSIDE: "haraqa.E005"}
 OVERLAP_HINTS = {SAME_DIRECTORY: "each volume keeps a full copy of every topic: give each its own directory"}
 
 
@@ -26,7 +26,7 @@ def check_volumes(app_configs=None, **kwargs) -> list:
     if not conf.volumes:
         return [Error("no volume is configured", hint="pass VOLUME arguments or set HARAQA_VOLUMES", id="haraqa.E003")]
     problems = [
-        Error(problem, hint=OVERLAP_HINTS.get(kind), id=OVERLAP_IDS.get(kind, "haraqa.E005"))
+        Error(problem, hint=OVERLAP_HINTS.get(kind), id=OVERLAP_IDS[kind])
         for kind, problem in overlapping_volumes(conf.volumes)
     ]
     for volume in dict.fromkeys(os.path.abspath(v) for v in conf.volumes):
