@@ -112,6 +112,23 @@ assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == max(256, wanted)
     assert result.returncode == 0, result.stderr
 
 
+def test_serve_imports_every_view_before_forking_its_workers(tmp_path):
+    code = """
+import sys
+import django
+django.setup()
+from haraqa_site.wsgi import application
+from queues.management.commands.serve import import_views
+views = ("queues.api.views", "rest_framework.views", "drf_spectacular.views")
+assert not any(name in sys.modules for name in views)  # a worker would import them on its first request
+import_views()
+assert all(name in sys.modules for name in views)
+"""
+    env = {"DJANGO_SETTINGS_MODULE": "haraqa_site.settings", "HARAQA_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 def listening_sockets(port: int) -> int:
     return sum(1 for row in tcp_sockets(port) if row[3] == "0A")
 
