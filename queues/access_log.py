@@ -16,17 +16,21 @@ from queues.conf import conf
 
 
 CUT_OFF = "The client took nothing for the client timeout; connection closed."
+STALLED = "The client sent nothing for the client timeout in the middle of a request; connection closed."
 TCP_CLOSE = 7  # the state (tcpi_state) of a connection the kernel has ended
 
 
 class AccessLogger(Logger):
     def exception(self, msg, *args, **kwargs) -> None:
-        """One line, not a traceback, for a consumer cut off by a socket timeout
-        (``queues.api.deadlines``)."""
-        if isinstance(sys.exc_info()[1], TimeoutError):
+        """One line, not a traceback, for a client cut off by a deadline (``queues.api.deadlines``):
+        a consumer by a socket timeout, a request head by the kernel's receive timeout."""
+        error = sys.exc_info()[1]
+        if isinstance(error, TimeoutError):
             self.warning("%s %s", msg, CUT_OFF)
-            return
-        super().exception(msg, *args, **kwargs)
+        elif isinstance(error, BlockingIOError):
+            self.warning("%s %s", msg, STALLED)
+        else:
+            super().exception(msg, *args, **kwargs)
 
     def access(self, resp, req, environ, request_time) -> None:
         path = environ.get("RAW_URI") or environ.get("PATH_INFO", "")  # as sent: still %-encoded

@@ -3,36 +3,32 @@ lock or a gunicorn thread for as long as its connection lives."""
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import re
 import socket
-from collections.abc import Iterator
+import struct
 
 from django.http import HttpRequest
 
 from queues.storage import InvalidBody
 
+TIMEVAL = struct.Struct("@ll")  # struct timeval: seconds, microseconds
 
-@contextlib.contextmanager
-def body_stream(request: HttpRequest, chunked: bool, timeout: float | None) -> Iterator[ClientBody]:
-    """The request body as a stream (chunked bodies straight from the WSGI input).
 
-    Under gunicorn each read waits at most ``timeout`` seconds for the client: a batch over
-    4 MiB is streamed under the topic lock, which a stalled producer would otherwise hold
-    for as long as its connection lives, and a smaller one would hold a thread.
-    """
-    stream = ClientBody(request.META["wsgi.input"] if chunked else request)
-    sock = request.META.get("gunicorn.socket")
-    if sock is None or timeout is None:
-        yield stream
-        return
-    previous = sock.gettimeout()
-    sock.settimeout(timeout)
+def client_body(request: HttpRequest, chunked: bool) -> ClientBody:
+    """The request body as a stream (chunked bodies straight from the WSGI input). Under
+    ``manage.py serve`` each read waits at most the client timeout (``limit_receive_waits``):
+    a batch over 4 MiB is streamed under the topic lock, which a stalled producer would
+    otherwise hold for as long as its connection lives, and a smaller one would hold a thread."""
+    return ClientBody(request.META["wsgi.input"] if chunked else request)
+
+
+def whole_body(request: HttpRequest) -> bytes:
+    """``request.body``, read as ``ClientBody`` reads: a failed read is a 400."""
     try:
-        yield stream
-    finally:
-        sock.settimeout(previous)
+        return request.body
+    except OSError as exc:  # Django re-raises the socket's errors as UnreadablePostError
+        raise _client_failed(exc) from None
 
 
 class ClientBody:
@@ -47,10 +43,25 @@ class ClientBody:
     def read(self, size: int) -> bytes:
         try:
             return self._stream.read(size)
-        except OSError as exc:  # Django re-raises the socket's errors as UnreadablePostError
-            cause = exc.__cause__ or exc
-            reason = "timed out" if isinstance(cause, TimeoutError) else (cause.strerror or str(cause))
-            raise InvalidBody(f"invalid body: reading it failed: {reason}") from None
+        except OSError as exc:  # as in whole_body
+            raise _client_failed(exc) from None
+
+
+def _client_failed(exc: OSError) -> InvalidBody:
+    cause = exc
+    while cause.__cause__ is not None:  # Django wraps the socket's error, once or twice
+        cause = cause.__cause__
+    timed_out = isinstance(cause, (TimeoutError, BlockingIOError))  # a socket or a kernel receive timeout
+    return InvalidBody(f"invalid body: reading it failed: {'timed out' if timed_out else cause.strerror or cause}")
+
+
+def limit_receive_waits(sock: socket.socket | None, timeout: float | None) -> None:
+    """Let each blocking read of a request from ``sock`` (its head, a body read without
+    ``body_stream``) wait at most ``timeout`` seconds; then it fails with BlockingIOError.
+    Set once per connection: it holds for the connection's life."""
+    if sock is not None and timeout is not None:
+        seconds = int(timeout)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, TIMEVAL.pack(seconds, round((timeout - seconds) * 1e6)))
 
 
 def limit_response_waits(request: HttpRequest, timeout: float | None) -> None:

@@ -58,8 +58,7 @@ class TopicApi(APIView):
         sizes = headers.parse_sizes(headers.header(http, "X-Sizes"))
         chunked = "chunked" in headers.header(http, "Transfer-Encoding", "").lower()
         length = None if chunked else headers.content_length(http)
-        with deadlines.body_stream(http, chunked, conf.client_timeout) as body:
-            get_store().produce(topic, sizes, body, length)
+        get_store().produce(topic, sizes, deadlines.client_body(http, chunked), length)
         metrics.record_produce(len(sizes), sum(sizes) if length is None else length)  # the store checked they agree
         return HttpResponse(status=204)
 
@@ -80,7 +79,7 @@ class TopicApi(APIView):
 
     @schema.modify_topic
     def patch(self, request, topic: str):
-        before_id, before = _parse_modify(request.body)
+        before_id, before = _parse_modify(deadlines.whole_body(request._request))
         if not before_id and before is None:
             return HttpResponse(status=204)
         offsets = get_store().truncate(topic, before_id=before_id or None, before=before)

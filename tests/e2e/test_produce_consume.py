@@ -403,6 +403,27 @@ def test_a_stalled_or_reset_producer_frees_the_topic(server_factory, volumes, co
     assert "POST /topics/stall 500 " not in server.log()
 
 
+def test_a_client_stalled_in_its_head_or_a_small_body_frees_the_thread(server_factory, volumes, connect):
+    """gunicorn waits for the rest of a request head, and Django for a PATCH body, with no
+    limit of their own: each stalled client below held the only thread until the server stopped."""
+    server = server_factory(volumes, "--workers", "1", "--threads", "1", "--client-timeout", "1")
+    client = connect(server.url, timeout=WAIT_FOR_CUT_OFF)
+    client.create("t")
+    with socket.create_connection(("127.0.0.1", server.port)) as stalled:
+        stalled.sendall(b"GET /topics HTTP/1.1\r\nHost: x\r\nX-Id")  # the head never ends
+        time.sleep(0.2)  # it has the only thread
+        assert client.request("GET", "/topics")[0] == 200
+        assert stalled.recv(100) == b""  # dropped, without an answer
+    with socket.create_connection(("127.0.0.1", server.port)) as stalled:
+        stalled.sendall(b"PATCH /topics/t HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n{")
+        time.sleep(0.2)
+        assert client.request("GET", "/topics")[0] == 200
+        head = read_head(stalled)
+    assert head.startswith(b"HTTP/1.1 400 ") and b"X-Errors: invalid body: reading it failed: timed out" in head
+    assert "in the middle of a request; connection closed" in server.log()
+    assert "Traceback" not in server.log() and " 500 " not in server.log()
+
+
 def sending_stuck(port: int) -> bool:
     """Whether a connection served from ``port`` has bytes its client has not taken."""
     return any(int(row[4].split(":")[0], 16) > 0 for row in tcp_sockets(port))

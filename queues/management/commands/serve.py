@@ -21,7 +21,8 @@ from gunicorn.http.message import Request as GunicornRequest
 from gunicorn.http.parser import RequestParser
 
 from queues import metrics
-from queues.api import watch
+from queues.api import deadlines, watch
+from queues.conf import conf
 from queues.storage import Store, VolumeError
 
 from .recover import recover_at_startup
@@ -61,16 +62,21 @@ class GunicornApplication(BaseApplication):
 
 
 class BoundedHeadRequest(GunicornRequest):
-    """gunicorn's HTTP/1 request with one bound on its whole head, ``MAX_HEAD_BYTES``.
+    """gunicorn's HTTP/1 request with bounds on its whole head: ``MAX_HEAD_BYTES``, and
+    ``--client-timeout`` for each read of it.
 
     gunicorn bounds a head only by its number of fields times the size of one, 100 MiB once a
     field may hold a long X-Sizes, and rescans all it holds after each 8 KiB read: refusing
     16 MiB of junk headers took 36 s of CPU (measured). Here a head is refused with 431 as
-    soon as more than ``MAX_HEAD_BYTES`` of it has arrived.
+    soon as more than ``MAX_HEAD_BYTES`` of it has arrived. And gunicorn waits for ever for
+    the rest of a head once part of it came: a client that stopped there held a worker thread
+    until the server stopped (measured); now its connection is dropped after the client timeout.
     """
 
     def parse(self, unreader):
         self.max_buffer_headers = MAX_HEAD_BYTES  # gunicorn set its own just before calling parse
+        if self.req_number == 1:  # the connection's first request: the bound lasts its life
+            deadlines.limit_receive_waits(getattr(unreader, "sock", None), conf.client_timeout)
         return super().parse(unreader)
 
 
