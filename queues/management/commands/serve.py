@@ -105,8 +105,8 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--client-timeout", type=float, default=settings.HARAQA_CLIENT_TIMEOUT, metavar="SECONDS",
-            help="a produce whose body stalls this long fails with 400 (freeing the topic), a consume whose "
-            "client stops reading this long is cut off (freeing the thread); 0: wait forever; "
+            help="a request whose head or body stalls this long is dropped or fails with 400 (freeing the topic "
+            "and the thread), a consume whose client stops reading this long is cut off; 0: wait forever; "
             "$HARAQA_CLIENT_TIMEOUT",
         )
         for flag, name, what in SWITCHES:
