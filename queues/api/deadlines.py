@@ -56,12 +56,12 @@ def _client_failed(exc: OSError) -> InvalidBody:
 
 
 def limit_receive_waits(sock: socket.socket | None, timeout: float | None) -> None:
-    """Let each blocking read of a request from ``sock`` (its head, a body read without
-    ``body_stream``) wait at most ``timeout`` seconds; then it fails with BlockingIOError.
-    Set once per connection: it holds for the connection's life."""
+    """Let each blocking read of a request from ``sock`` (its head, its body) wait at most
+    ``timeout`` seconds; then it fails with BlockingIOError. Set once per connection: it holds
+    for the connection's life."""
     if sock is not None and timeout is not None:
-        seconds = int(timeout)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, TIMEVAL.pack(seconds, round((timeout - seconds) * 1e6)))
+        seconds, microseconds = divmod(max(1, round(timeout * 1_000_000)), 1_000_000)  # 0 would be no limit
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, TIMEVAL.pack(seconds, microseconds))
 
 
 def limit_response_waits(request: HttpRequest, timeout: float | None) -> None:
