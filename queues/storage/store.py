@@ -391,7 +391,7 @@ def _remove_topic_files(topic_dir: TopicDir) -> None:
         names = os.listdir(topic_dir.path)
     except FileNotFoundError:
         return
-    for name in sorted(names, key=lambda n: not n.endswith(".idx")):  # as SEGMENT_REMOVAL_ORDER
+    for name in sorted(names, key=lambda n: not n.endswith("." + SEGMENT_REMOVAL_ORDER[0])):
         if layout.STORAGE_FILE.match(name) or name.startswith(layout.COMMIT_FILE):
             unlink_quietly(os.path.join(topic_dir.path, name))
     shutil.rmtree(os.path.join(topic_dir.path, layout.GROUPS_DIR), ignore_errors=True)
