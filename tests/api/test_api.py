@@ -105,6 +105,7 @@ def test_a_consume_answer_waits_at_most_the_client_timeout(monkeypatch, kernel_b
         with served:
             request = RequestFactory().get("/topics/t")
             request.META["gunicorn.socket"] = served
+            deadlines.limit_connection_waits(served, 1.5)  # what serve does with a new connection
             deadlines.limit_response_waits(request, 1.5)
             user_timeout = served.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
             # the kernel drops the connection, or Python times out each send (and polls before it)
@@ -116,7 +117,7 @@ def test_each_read_of_a_request_waits_at_most_the_client_timeout(timeout, timeva
     from queues.api import deadlines
 
     with socket.socket() as sock:
-        deadlines.limit_receive_waits(sock, timeout)
+        deadlines.limit_connection_waits(sock, timeout)
         kept = deadlines.TIMEVAL.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, deadlines.TIMEVAL.size))
         if timeval == "a tick":  # the kernel rounds up to its clock tick; (0, 0) would be "no limit"
             assert kept[0] == 0 and 0 < kept[1] <= 10_000

@@ -64,7 +64,7 @@ class GunicornApplication(BaseApplication):
 
 class BoundedHeadRequest(GunicornRequest):
     """gunicorn's HTTP/1 request with bounds on its whole head: ``MAX_HEAD_BYTES``, and
-    ``--client-timeout`` for each read of it.
+    ``--client-timeout`` for each read of it (and the connection's other waits on its client).
 
     gunicorn bounds a head only by its number of fields times the size of one, 100 MiB once a
     field may hold a long X-Sizes, and rescans all it holds after each 8 KiB read: refusing
@@ -78,7 +78,7 @@ class BoundedHeadRequest(GunicornRequest):
         self.max_buffer_headers = MAX_HEAD_BYTES  # gunicorn set its own just before calling parse
         sock = getattr(unreader, "sock", None)
         if self.req_number == 1:  # the connection's first request: the bound lasts its life
-            deadlines.limit_receive_waits(sock, conf.client_timeout)
+            deadlines.limit_connection_waits(sock, conf.client_timeout)
         try:
             return super().parse(unreader)
         except BlockingIOError:  # the client timeout ran out
