@@ -32,6 +32,11 @@ def tcp_sockets(port: int) -> list[list[str]]:
     return [row for row in rows if row[1].endswith(f":{port:04X}")]
 
 
+def listening_sockets(port: int) -> int:
+    """Workers listening on ``port`` (each has its own socket): a server answers once the first does."""
+    return sum(1 for row in tcp_sockets(port) if row[3] == "0A")
+
+
 @pytest.fixture
 def volumes(tmp_path: Path) -> list[str]:
     """Three volume directories (not yet created: the store creates them)."""

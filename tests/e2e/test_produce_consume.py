@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from ..conftest import tcp_sockets, wait_until
+from ..conftest import listening_sockets, tcp_sockets, wait_until
 from .client import HaraqaClient
 
 pytestmark = pytest.mark.e2e
@@ -280,7 +280,7 @@ def test_workers_killed_mid_produce_leave_no_torn_batch_for_the_others(server_fa
         thread.join(30)
     assert kills >= 10 and len(acknowledged) > 100
     # connections queued on a killed worker's own listening socket were reset: wait for all three
-    wait_until(lambda: sum(row[3] == "0A" for row in tcp_sockets(server.port)) == 3)
+    wait_until(lambda: listening_sockets(server.port) == 3)
 
     stored = connect(server.url).consume_all("kill", limit=33)
     positions = {m: i for i, m in enumerate(stored)}

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
+from ..conftest import listening_sockets, wait_until
 from ..e2e.client import HaraqaClient
 
 pytestmark = pytest.mark.e2e
@@ -68,6 +69,7 @@ def produce(url: str, topic: str, messages: list[bytes], create: bool = False) -
 
 def test_every_scrape_counts_all_workers_produces(server_factory, volumes):
     server = server_factory(volumes, "--workers", "4", "--threads", "2")
+    wait_until(lambda: listening_sockets(server.port) == 4)  # or every connection may reach the first worker
     produce(server.url, "counted", [b"first"], create=True)
 
     with ThreadPoolExecutor(8) as pool:

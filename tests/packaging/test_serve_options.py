@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from ..conftest import REPO, tcp_sockets, wait_until
+from ..conftest import REPO, listening_sockets, wait_until
 from ..e2e.client import HaraqaClient
 
 pytestmark = pytest.mark.e2e
@@ -127,10 +127,6 @@ assert all(name in sys.modules for name in views)
     env = {"DJANGO_SETTINGS_MODULE": "haraqa_site.settings", "HARAQA_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-
-
-def listening_sockets(port: int) -> int:
-    return sum(1 for row in tcp_sockets(port) if row[3] == "0A")
 
 
 def serve_elsewhere(port: int, tmp_path) -> subprocess.CompletedProcess:
