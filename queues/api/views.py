@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import socket
 import time
 from datetime import datetime
 
@@ -16,7 +17,7 @@ from queues import metrics
 from queues.conf import conf, get_store
 from queues.storage import InvalidTopic, MessageRange, normalize_topic
 
-from . import deadlines, headers, schema, watch
+from . import corking, deadlines, headers, schema, watch
 from .errors import HaraqaError, error_response
 
 ANSIC = "%a %b %d %H:%M:%S %Y"
@@ -75,7 +76,7 @@ class TopicApi(APIView):
             messages = store.consume(topic, start, limit)
         metrics.record_consume(messages.sizes, messages.byte_count, store.degraded_reads)
         deadlines.limit_response_waits(http, conf.client_timeout)
-        return _messages_response(messages, headers.header(http, "Accept", ""))
+        return _messages_response(messages, headers.header(http, "Accept", ""), http.META.get("gunicorn.socket"))
 
     @schema.modify_topic
     def patch(self, request, topic: str):
@@ -119,10 +120,11 @@ class TopicWatchApi(APIView):
         return HttpResponse(status=101)
 
 
-def _messages_response(messages: MessageRange, accept: str) -> FileResponse:
+def _messages_response(messages: MessageRange, accept: str, sock: socket.socket | None) -> FileResponse:
     first_accept = accept.split(",")[0].split(";")[0].strip().lower()
     text = first_accept in ("text/plain", "text/html")
-    response = FileResponse(messages.open(), content_type="text/plain" if text else "application/octet-stream")
+    range_file = corking.corked(messages.open(), messages.byte_count, sock)  # small: with the headers in one packet
+    response = FileResponse(range_file, content_type="text/plain" if text else "application/octet-stream")
     response.block_size = 1 << 20  # servers without sendfile read the file in these chunks
     response["Content-Length"] = str(messages.byte_count)
     response["X-Sizes"] = headers.format_sizes(messages.sizes)

@@ -95,6 +95,53 @@ def test_the_range_file_survives_pythons_send_fallback_and_is_never_measured(cli
     response.close()
 
 
+def _corked(sock: socket.socket) -> bool:
+    return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK))
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_CORK"), reason="TCP_CORK is Linux's")
+def test_a_consume_answer_corks_its_socket_from_sendfile_to_close(client):
+    """gunicorn asks for the descriptor, sends the headers, then the range; the socket stays
+    corked from the first to the file's close, whatever happened in between."""
+    client.put("/topics/t")
+    produce(client, "t", [b"aaa", b"bb", b"c"])
+    with socket.create_server(("127.0.0.1", 0)) as listener, socket.create_connection(listener.getsockname()) as peer:
+        served, _ = listener.accept()
+        with served:
+            request = RequestFactory().get("/topics/t", headers={"X-Id": "1", "X-Limit": "2"})
+            request.META["gunicorn.socket"] = served
+            response = TopicApi.as_view()(request, topic="t")
+            wrapped = response.file_to_stream
+            assert not _corked(served)  # only a server's sendfile path asks for the descriptor
+            offset = os.lseek(wrapped.fileno(), 0, os.SEEK_CUR)  # gunicorn's order: fileno, headers, sendfile
+            assert _corked(served)
+            served.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+            served.sendfile(wrapped, offset=offset, count=3)
+            assert _corked(served)
+            response.close()
+            assert not _corked(served) and wrapped.closed
+            peer.settimeout(5)
+            received = b""
+            while len(received) < 22:
+                received += peer.recv(100)
+            assert received == b"HTTP/1.1 200 OK\r\n\r\nbbc"
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_CORK"), reason="TCP_CORK is Linux's")
+def test_a_consume_answer_to_a_connection_that_is_gone_still_closes_its_file(client):
+    client.put("/topics/t")
+    produce(client, "t", [b"aaa"])
+    served = socket.socket()
+    served.close()  # setsockopt fails with EBADF
+    request = RequestFactory().get("/topics/t", headers={"X-Id": "0", "X-Limit": "1"})
+    request.META["gunicorn.socket"] = served
+    response = TopicApi.as_view()(request, topic="t")
+    wrapped = response.file_to_stream
+    assert os.read(wrapped.fileno(), 3) == b"aaa"
+    response.close()
+    assert wrapped.closed
+
+
 @pytest.mark.parametrize("kernel_bounds_it", [True, False])
 def test_a_consume_answer_waits_at_most_the_client_timeout(monkeypatch, kernel_bounds_it):
     from queues.api import deadlines

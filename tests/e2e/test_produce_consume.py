@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import filecmp
+import glob
 import http.client
 import itertools
 import multiprocessing
 import os
 import random
+import re
 import signal
 import socket
 import struct
@@ -474,25 +476,36 @@ WAIT_FOR_CUT_OFF = 15
 
 
 def test_consume_goes_out_through_sendfile(server, connect):
+    """Every answer is sent with sendfile; a small one with the socket corked around it, so
+    its headers leave with it, and uncorked after it."""
     client = connect(server.url)
     client.create("zero-copy")
     client.produce("zero-copy", [b"x" * 100_000, b"y" * 5])
     workers = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
     assert workers
-    trace = os.path.join(os.path.dirname(server.log_path), "strace.out")
+    trace = os.path.join(os.path.dirname(server.log_path), "strace")
     threads = [tid for pid in workers for tid in os.listdir(f"/proc/{pid}/task")]
-    command = ["strace", "-f", "-e", "trace=sendfile", "-o", trace] + [a for tid in threads for a in ("-p", tid)]
+    command = ["strace", "-ff", "-e", "trace=sendfile,setsockopt", "-o", trace] + [a for t in threads for a in ("-p", t)]
     tracer = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.0)  # strace attaches
-        for _ in range(4):  # several requests: reach every worker
+        for _ in range(4):  # several connections: reach every worker
             fresh = connect(server.url)
             assert fresh.consume("zero-copy", 0, 2) == [b"x" * 100_000, b"y" * 5]
+            assert fresh.consume("zero-copy", 1, 1) == [b"y" * 5]
             fresh.close()
         time.sleep(0.5)
     finally:
         tracer.terminate()
         tracer.wait(10)
-    with open(trace) as f:
-        calls = [line for line in f if "sendfile(" in line]
-    assert any("100005" in line for line in calls), calls
+    steps = ""  # per thread (strace -ff: a file each, in order): C cork, U uncork, B/s a big/small sendfile
+    for name in glob.glob(trace + ".*"):
+        with open(name) as f:
+            for line in f:
+                if "TCP_CORK" in line:
+                    steps += "C" if "TCP_CORK, [1]" in line else "U"
+                elif line.startswith("sendfile("):
+                    steps += "s" if line.rstrip().endswith(", 5) = 5") else "B"
+        steps += "|"
+    assert re.fullmatch(r"((B+|CsU)*\|)+", steps), steps
+    assert "B" in steps and "CsU" in steps, steps
