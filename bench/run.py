@@ -4,7 +4,7 @@
 
 Starts two ``manage.py serve`` servers (1 volume and 3 volumes, the same gunicorn
 settings) whose URLconf adds bare Django / DRF / pwrite / sendfile views next to the
-real API (bench/urls.py). Each case and its baseline run back to back, ``--rounds``
+real API (bench/urls.py). Each case and its baseline run back to back (in turn first), ``--rounds``
 times; the table shows median req/s, MB/s and the median of the per-round ratios with
 their range. Output is committed as bench/results.txt. Machines here are small and
 noisy (drift of 2x between minutes is common): read the paired ratios, not the req/s.
@@ -151,11 +151,12 @@ def main() -> None:
             for case in (ours, base):  # warm up
                 run_wrk(server.url + case.path, scripts[case.name], 1, args.connections)
             pairs = []  # (ours, baseline) measured back to back, so drift hits both alike
-            for _ in range(args.rounds):
-                reclaim(server, copies)
-                mine = measure(server, ours, scripts[ours.name], args)
-                reclaim(server, copies)
-                pairs.append((mine, measure(server, base, scripts[base.name], args)))
+            for round_number in range(args.rounds):
+                measured = {}
+                for case in (ours, base) if round_number % 2 == 0 else (base, ours):  # either may go first
+                    reclaim(server, copies)
+                    measured[case.name] = measure(server, case, scripts[case.name], args)
+                pairs.append((measured[ours.name], measured[base.name]))
             rows.append((ours, base, pairs))
             print(format_row(*rows[-1]), flush=True)
         report(rows, args)
@@ -196,7 +197,7 @@ def report(rows, args) -> None:
     header = (
         f"# bench/run.py --seconds {args.seconds} --rounds {args.rounds} --connections {args.connections}\n"
         f"# {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; gunicorn gthread, serve defaults; wrk -t1 -c{args.connections}\n"
-        "# each round runs the case then its baseline back to back; req/s are medians over the rounds;\n"
+        "# each round runs the case and its baseline back to back, in turn first; req/s are medians over the rounds;\n"
         "# ratio = median of the per-round ratios (ours / baseline), with their range;\n"
         "# cpu ratio = baseline / ours server CPU time per request (less sensitive to machine noise),\n"
         "# then the medians of that CPU time in microseconds, baseline/ours\n"
