@@ -4,9 +4,9 @@
 
 Starts two ``manage.py serve`` servers (1 volume and 3 volumes, the same gunicorn
 settings) whose URLconf adds bare Django / DRF / pwrite / sendfile views next to the
-real API (bench/urls.py). Each case and its baseline run back to back (in turn first), ``--rounds``
-times; the table shows median req/s, MB/s and the median of the per-round ratios with
-their range. Output is committed as bench/results.txt. Machines here are small and
+real API (bench/urls.py). Each case and its baseline run back to back, in turn first,
+``--rounds`` times; the table shows median req/s, MB/s and the median of the per-round
+ratios with their range. Output is committed as bench/results.txt. Machines here are small and
 noisy (drift of 2x between minutes is common): read the paired ratios, not the req/s.
 """
 

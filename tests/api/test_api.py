@@ -102,7 +102,7 @@ def _corked(sock: socket.socket) -> bool:
 @pytest.mark.skipif(not hasattr(socket, "TCP_CORK"), reason="TCP_CORK is Linux's")
 def test_a_consume_answer_corks_its_socket_from_sendfile_to_close(client):
     """gunicorn asks for the descriptor, sends the headers, then the range; the socket stays
-    corked from the first to the file's close, whatever happened in between."""
+    corked from the first to the file's close, so headers and range leave together."""
     client.put("/topics/t")
     produce(client, "t", [b"aaa", b"bb", b"c"])
     with socket.create_server(("127.0.0.1", 0)) as listener, socket.create_connection(listener.getsockname()) as peer:
