@@ -216,7 +216,9 @@ class Command(BaseCommand):
             # On one shared socket, the worker that wakes first takes them: a few keep-alive
             # clients can all land on one worker, which halves throughput (measured).
             "reuse_port": True,
-            "keepalive": 75,
+            # Idle connections outlive Go's default client idle timeout (90 s), so haraqa's Go clients
+            # close them first: a request sent just as the server closes its connection would fail.
+            "keepalive": 120,
             "timeout": 120,
             "graceful_timeout": 30,
             "limit_request_field_size": MAX_HEADER_FIELD_BYTES,  # X-Sizes of a large batch is long
