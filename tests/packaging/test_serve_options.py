@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from queues.management.commands.serve import MIGRATE_SYSCTL
+
 from ..conftest import REPO, listening_sockets, wait_until
 from ..e2e.client import HaraqaClient
 
@@ -54,7 +56,7 @@ def test_defaults_cors_docs_metrics_startup_lines_and_request_log(server_factory
     assert f"docs {server.url}/docs/ (swagger {server.url}/docs/swagger, redoc {server.url}/docs/redocs)" in log
     assert f"metrics {server.url}/metrics; cors on" in log
     assert "volumes " + ", ".join(volumes) in log
-    migrating = Path("/proc/sys/net/ipv4/tcp_migrate_req")  # this machine's: the note is printed while it is 0
+    migrating = Path(MIGRATE_SYSCTL)  # this machine's setting: the note is printed while it is 0
     assert ("note: net.ipv4.tcp_migrate_req is 0" in log) == (migrating.exists() and migrating.read_text().strip() == "0")
     lines = re.findall(r"^127\.0\.0\.1 \[[^\]]+\] (\S+) (\S+) (\d{3}) (\d+) [\d.]+ms$", log, re.M)
     assert ("PUT", "/topics/logged", "201", "7") in lines
