@@ -26,10 +26,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "haraqa_site.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from queues.management.commands.serve import MIGRATE_SYSCTL  # noqa: E402
 from tests.conftest import start_server  # noqa: E402
 from tests.e2e.client import HaraqaClient  # noqa: E402
-
-MIGRATE_SYSCTL = "/proc/sys/net/ipv4/tcp_migrate_req"
 
 
 def main() -> None:

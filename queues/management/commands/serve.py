@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import gc
 import os
@@ -84,8 +83,7 @@ class BoundedHeadRequest(GunicornRequest):
         except BlockingIOError:  # the client timeout ran out
             # gunicorn's close would wait 2 s for the client's end of the connection, on the loop
             # that serves every connection of the worker (measured: a request meanwhile took 2 s)
-            with contextlib.suppress(OSError):  # already gone
-                sock.shutdown(socket.SHUT_RDWR)
+            deadlines.shut_down(sock, socket.SHUT_RDWR)
             raise
 
 
