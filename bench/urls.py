@@ -89,3 +89,4 @@ urlpatterns = [
     path("bare/sendfile", BareSendfile.as_view()),
     *root_urls.urlpatterns,  # as in production, with no resolver level in between
 ]
+handler400, handler404, handler500 = root_urls.handler400, root_urls.handler404, root_urls.handler500

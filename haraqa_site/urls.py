@@ -12,3 +12,8 @@ urlpatterns = [
     path("metrics", metrics_view, name="prometheus-metrics"),
     path("admin/", admin.site.urls),
 ]
+
+# Django's own errors also carry haraqa's X-Errors (queues.api.errors)
+handler400 = "queues.api.errors.bad_request"
+handler404 = "queues.api.errors.not_found"
+handler500 = "queues.api.errors.server_error"

@@ -8,9 +8,13 @@ import re
 import socket
 import struct
 
+from django.conf import settings
 from django.http import HttpRequest
+from gunicorn.http.errors import ParseException
 
 from queues.storage import InvalidBody
+
+from .errors import ERROR_DETAIL_CHARS
 
 TIMEVAL = struct.Struct("@ll")  # struct timeval: seconds, microseconds
 
@@ -23,17 +27,28 @@ def client_body(request: HttpRequest, chunked: bool) -> ClientBody:
     return ClientBody(request.META["wsgi.input"] if chunked else request, request.META.get("gunicorn.socket"))
 
 
-def whole_body(request: HttpRequest) -> bytes:
-    """``request.body``, read as ``ClientBody`` reads: a failed read is a 400."""
+def whole_body(request: HttpRequest, chunked: bool) -> bytes:
+    """The request body, read as ``ClientBody`` reads: a failed read or malformed chunks are a 400.
+    Django's ``request.body`` reads ``Content-Length`` bytes, so none of a chunked body: that is
+    read from the WSGI input, up to Django's limit for bodies held in memory."""
     try:
-        return request.body
+        if not chunked:
+            return request.body
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        body = request.META["wsgi.input"].read(limit + 1)
+        if len(body) > limit:
+            raise InvalidBody(f"invalid body: larger than {limit} bytes")
+        return body
     except OSError as exc:  # Django re-raises the socket's errors as UnreadablePostError
         raise _client_failed(exc, request.META.get("gunicorn.socket")) from None
+    except ParseException as exc:
+        raise _malformed(exc, request.META.get("gunicorn.socket")) from None
 
 
 class ClientBody:
-    """A request body for the engine: a read that fails (a timeout, a reset connection) is the
-    client's doing, so it ends the produce with 400 ``invalid body``, not as a storage error."""
+    """A request body for the engine: a read that fails (a timeout, a reset connection, malformed
+    chunks) is the client's doing, so it ends the produce with 400 ``invalid body``, not as a
+    storage error."""
 
     __slots__ = ("_stream", "_sock")
 
@@ -46,6 +61,8 @@ class ClientBody:
             return self._stream.read(size)
         except OSError as exc:  # as in whole_body
             raise _client_failed(exc, self._sock) from None
+        except ParseException as exc:
+            raise _malformed(exc, self._sock) from None
 
 
 def _client_failed(exc: OSError, sock: socket.socket | None) -> InvalidBody:
@@ -59,6 +76,14 @@ def _client_failed(exc: OSError, sock: socket.socket | None) -> InvalidBody:
         cause = cause.__cause__
     timed_out = isinstance(cause, (TimeoutError, BlockingIOError))  # a socket or a kernel receive timeout
     return InvalidBody(f"invalid body: reading it failed: {'timed out' if timed_out else cause.strerror or cause}")
+
+
+def _malformed(exc: ParseException, sock: socket.socket | None) -> InvalidBody:
+    """The 400 for a chunked body gunicorn cannot parse (a bad chunk size, a missing CRLF): the
+    client's doing, and as with a failed read, nothing more is read from ``sock``."""
+    if sock is not None:
+        shut_down(sock, socket.SHUT_RD)
+    return InvalidBody(f"invalid body: malformed chunked encoding: {str(exc)[:ERROR_DETAIL_CHARS]}")
 
 
 def shut_down(sock: socket.socket, how: int) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 
 from django.http import HttpResponse
+from gunicorn import util
 from rest_framework import exceptions
 
 from queues.storage import errors as storage
 
 logger = logging.getLogger(__name__)
+INTERNAL = "internal server error"
+ERROR_DETAIL_CHARS = 200  # of gunicorn's description of a bad request, which may quote the request
 
 # Most specific first: the first matching class decides the status.
 STATUS_BY_ERROR: list[tuple[type[storage.StorageError], int]] = [
@@ -39,7 +42,7 @@ def error_response(text: str, status: int) -> HttpResponse:
     return response
 
 
-def haraqa_exception_handler(exc: Exception, context: dict) -> HttpResponse | None:
+def haraqa_exception_handler(exc: Exception, context: dict) -> HttpResponse:
     """DRF exception handler: every error leaves with haraqa's header and codes."""
     if isinstance(exc, HaraqaError):
         return error_response(exc.text, exc.status)
@@ -54,4 +57,34 @@ def haraqa_exception_handler(exc: Exception, context: dict) -> HttpResponse | No
     if isinstance(exc, OSError):
         logger.error("I/O failure: %s", exc.strerror)
         return error_response(f"storage i/o error: {exc.strerror or 'unknown'}", 500)
-    return None
+    logger.error("unexpected failure", exc_info=exc)
+    return error_response(INTERNAL, 500)  # with X-Errors: a Go client reads a 500 without it as success
+
+
+# Django's answers outside the API views (an unknown path, a failing middleware), as haraqa's.
+
+
+def not_found(request, exception) -> HttpResponse:
+    return error_response("not found", 404)
+
+
+def bad_request(request, exception) -> HttpResponse:
+    return error_response("bad request", 400)
+
+
+def server_error(request) -> HttpResponse:
+    return error_response(INTERNAL, 500)
+
+
+def write_protocol_error(sock, status: int, reason: str, detail: str) -> None:
+    """gunicorn's answer to a request it cannot parse (a malformed line or header, a head too
+    large), in place of its HTML page: haraqa's ``X-Errors`` and a text body, so clients see an
+    error (haraqa's Go client takes any answer without ``X-Errors`` for success)."""
+    text = INTERNAL if status == 500 else f"invalid request: {detail or reason.lower()}"
+    text = "".join(c if " " <= c <= "~" else "?" for c in text[:ERROR_DETAIL_CHARS])  # it may quote the request
+    body = text.encode("ascii")
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+        f"X-Errors: {text}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("ascii") + body)

@@ -97,6 +97,10 @@ def message_limit(request: HttpRequest, default: int) -> int:
     return default if parsed is None or parsed <= 0 else parsed
 
 
+def is_chunked(request: HttpRequest) -> bool:
+    return "chunked" in header(request, "Transfer-Encoding", "").lower()
+
+
 def content_length(request: HttpRequest) -> int | None:
     value = request.META.get("CONTENT_LENGTH")
     return parse_int(value, "invalid header: Content-Length")

@@ -57,7 +57,7 @@ class TopicApi(APIView):
     def post(self, request, topic: str):
         http = request._request  # Django's request: DRF's proxies every attribute lookup, which costs more
         sizes = headers.parse_sizes(headers.header(http, "X-Sizes"))
-        chunked = "chunked" in headers.header(http, "Transfer-Encoding", "").lower()
+        chunked = headers.is_chunked(http)
         length = None if chunked else headers.content_length(http)
         get_store().produce(topic, sizes, deadlines.client_body(http, chunked), length)
         metrics.record_produce(len(sizes), sum(sizes) if length is None else length)  # the store checked they agree
@@ -80,7 +80,8 @@ class TopicApi(APIView):
 
     @schema.modify_topic
     def patch(self, request, topic: str):
-        before_id, before = _parse_modify(deadlines.whole_body(request._request))
+        http = request._request  # as in post
+        before_id, before = _parse_modify(deadlines.whole_body(http, headers.is_chunked(http)))
         if not before_id and before is None:
             return HttpResponse(status=204)
         offsets = get_store().truncate(topic, before_id=before_id or None, before=before)

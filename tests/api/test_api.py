@@ -304,6 +304,35 @@ def test_bad_input_gets_haraqa_error_and_changes_nothing(client, api_volumes, me
     assert snapshot(api_volumes) == before
 
 
+def test_unknown_paths_and_unexpected_failures_carry_x_errors(client):
+    """haraqa's Go client reads an error answer without X-Errors as success."""
+    from queues.api.errors import haraqa_exception_handler
+
+    response = client.get("/no/such/path")
+    assert (response.status_code, response["X-Errors"], response.content) == (404, "not found", b"not found")
+    response = haraqa_exception_handler(RuntimeError("cannot open /srv/volumes/secret"), {})
+    assert (response.status_code, response["X-Errors"]) == (500, "internal server error")
+    assert b"/" not in response.content
+
+
+def test_gunicorn_protocol_errors_are_written_as_haraqa_errors():
+    from queues.api.errors import write_protocol_error
+
+    server_side, client_side = socket.socketpair()
+    with server_side, client_side:
+        write_protocol_error(server_side, 400, "Bad Request", "Invalid HTTP header name: 'X\x01\r\nSet-Cookie'")
+        write_protocol_error(server_side, 500, "Internal Server Error", "")
+        server_side.shutdown(socket.SHUT_WR)
+        answers = b""
+        while chunk := client_side.recv(4096):
+            answers += chunk
+    first, second = answers.split(b"HTTP/1.1 500", 1)
+    text = "invalid request: Invalid HTTP header name: 'X???Set-Cookie'"  # the quoted request cannot add a header
+    assert first == (f"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+                     f"X-Errors: {text}\r\nContent-Length: {len(text)}\r\n\r\n{text}").encode()
+    assert second.endswith(b"X-Errors: internal server error\r\nContent-Length: 21\r\n\r\ninternal server error")
+
+
 def test_batch_above_the_maximum_is_413(client, settings):
     settings.HARAQA_MAX_BATCH_BYTES = 8
     client.put("/topics/t")

@@ -6,6 +6,7 @@ import filecmp
 import glob
 import http.client
 import itertools
+import json
 import multiprocessing
 import os
 import random
@@ -18,6 +19,7 @@ import threading
 import time
 
 import pytest
+from django.conf import settings
 
 from ..conftest import listening_sockets, tcp_sockets, wait_until
 from .client import HaraqaClient
@@ -356,6 +358,17 @@ def test_chunked_request_bodies(server, connect):
     response.read()
     connection.close()
     assert client.consume_all("chunked") == [b"hello", b"world"]
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request("PATCH", "/topics/chunked", body=iter([b'{"trunc', b'ate": 1}']), encode_chunked=True)
+    response = connection.getresponse()  # 204 (nothing to do) if the body were not read
+    assert (response.status, json.loads(response.read())) == (200, {"minOffset": 0, "maxOffset": 2})
+    connection.close()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request("PATCH", "/topics/chunked", body=iter([b" " * (3 << 20), b"{}"]), encode_chunked=True)
+    response = connection.getresponse()  # held in memory: bounded as Django bounds a body with a length
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    assert (response.status, response.headers["X-Errors"]) == (400, f"invalid body: larger than {limit} bytes")
+    connection.close()
 
 
 def send_head(port: int, size: int, sent: int) -> socket.socket:

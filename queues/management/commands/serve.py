@@ -15,13 +15,14 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import get_resolver
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 from gunicorn.http.message import MAX_HEADERS
 from gunicorn.http.message import Request as GunicornRequest
 from gunicorn.http.parser import RequestParser
 
 from queues import metrics
-from queues.api import deadlines, watch
+from queues.api import deadlines, errors, watch
 from queues.conf import conf
 from queues.storage import Store, VolumeError
 
@@ -155,6 +156,7 @@ class Command(BaseCommand):
         raise_descriptor_limit()
         keep_freed_memory()
         RequestParser.mesg_class = BoundedHeadRequest  # the class gunicorn's HTTP/1 parser reads requests with
+        gunicorn_util.write_error = errors.write_protocol_error  # how gunicorn answers a request it cannot parse  # how gunicorn answers a request it cannot parse
         try:
             Store(volumes, opts["entries"], opts["fsync"], opts["max_batch_bytes"]).prepare_volumes()
         except VolumeError as exc:
