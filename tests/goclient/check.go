@@ -94,6 +94,7 @@ func main() {
 	lines, err := client.ConsumeMsgs(topic, int64(len(sent)), 10)
 	check(err == nil && len(lines) == 3 && string(lines[2]) == "line three\n", "its lines read back (%d, %v)", len(lines), err)
 
+	refusals(client, topic, int64(len(sent)+3))
 	truncate(url, topic, int64(len(sent)+3))
 	concurrentProducers(client, topic+"-concurrent")
 	watch(client, []string{topic, topic + "-concurrent"})
@@ -299,4 +300,21 @@ func produceAfterIdleGaps(client *haraqa.Client, topic string, gaps []string) {
 		err = client.ProduceMsgs(topic, []byte("idle"))
 		check(err == nil, "the haraqa client's produce after %d s idle (%v)", seconds, err)
 	}
+}
+
+// refusals: answers given before a view runs must reach the client as errors (it reads an answer
+// without X-Errors as success) and store nothing.
+func refusals(client *haraqa.Client, topic string, next int64) {
+	many := make([][]byte, 400000) // an X-Sizes of 1.2 MB: past the 1 MiB head the server takes
+	for i := range many {
+		many[i] = []byte("0123456789")
+	}
+	err := client.ProduceMsgs(topic, many...)
+	// the server answers 431 and closes as soon as the head is too long: the client, still sending
+	// the body, reads the 431 or fails on a broken pipe, an error either way
+	check(err != nil, "a head over 1 MiB is an error (%v)", err)
+	err = client.CreateTopic(strings.Repeat("t", 5000))
+	check(err != nil && strings.Contains(err.Error(), "invalid request"), "a request line over 4 KiB is an error (%.80v)", err)
+	_, err = client.ConsumeMsgs(topic, next, 10)
+	check(errors.Cause(err) == haraqa.ErrNoContent, "neither stored anything (%v)", err)
 }
