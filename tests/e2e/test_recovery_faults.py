@@ -297,6 +297,37 @@ def test_a_produce_failing_on_the_volumes_leaves_no_partial_batch(server, connec
     assert client.consume_all("big") == [b"a" * 1000] * 3 + megabyte
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 3 MiB tmpfs: a volume that fills up for real (needs the right to mount, as root has)."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def test_a_full_volume_refuses_the_batch_and_keeps_the_rest(server_factory, connect, volumes, small_disk):
+    volumes = [volumes[0], str(small_disk / "vol")]
+    client = connect(server_factory(volumes, "--workers", "2").url)
+    assert client.create("full") == 201
+    batch = [os.urandom(700_000)]
+    acknowledged = []
+    for _ in range(4):  # 2.8 MB of the 3 MiB
+        client.produce("full", batch)
+        acknowledged += batch
+    status, headers, _ = client.request("POST", "/topics/full", batch[0], {"X-Sizes": "700000"})
+    assert (status, headers["X-Errors"]) == (500, "storage i/o error: No space left on device")
+    assert client.consume_all("full") == acknowledged
+    assert [os.path.getsize(seg(v, 0, "dat", "full")) for v in volumes] == [2_800_000] * 2
+    small = [os.urandom(200_000)]  # what still fits
+    client.produce("full", small)
+    assert client.consume_all("full") == acknowledged + small
+    assert_identical(volumes)
+
+
 def _process_tree(pid: int) -> list[int]:
     found, pending = [], [pid]
     while pending:
