@@ -44,6 +44,10 @@ RECOVERY_RUNS = Counter(
 )
 RECOVERY_REPAIRS = Counter("haraqa_recovery_repairs", "Problems repaired by recovery runs.")
 DEGRADED_READS = Counter("haraqa_degraded_reads", "Consumes served from another volume than the last.")
+REFUSED_REQUESTS = Counter(
+    "haraqa_refused_requests", "Requests refused before Django saw them (unparsable, a head too large), by status.",
+    ["status"],
+)
 # each worker sets its own count; a scrape adds up the workers alive
 TOPIC_WATCHES = Gauge("haraqa_topic_watches", "Open topic watches (websockets).", multiprocess_mode="livesum")
 
@@ -73,6 +77,10 @@ def _catch_up_degraded_reads(total: int) -> None:
         if total > _degraded_seen[0]:
             DEGRADED_READS.inc(total - _degraded_seen[0])
             _degraded_seen[0] = total
+
+
+def record_refused_request(status: int) -> None:
+    REFUSED_REQUESTS.labels(str(status)).inc()
 
 
 def record_watches(count: int) -> None:

@@ -8,6 +8,7 @@ from django.http import HttpResponse
 from gunicorn import util
 from rest_framework import exceptions
 
+from queues import metrics
 from queues.storage import errors as storage
 
 logger = logging.getLogger(__name__)
@@ -87,4 +88,5 @@ def write_protocol_error(sock, status: int, reason: str, detail: str) -> None:
         f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: text/plain\r\n"
         f"X-Errors: {text}\r\nContent-Length: {len(body)}\r\n\r\n"
     )
+    metrics.record_refused_request(status)
     util.write_nonblock(sock, head.encode("ascii") + body)

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -67,6 +68,9 @@ def test_malformed_requests_get_x_errors_and_change_nothing(server, connect):
         assert response.headers["Content-Type"] == "text/plain" and response.body.decode() == response.headers["X-Errors"]
         assert snapshot(server.volumes) == before, request[:60]
     assert client.consume_all("t") == [b"kept"]
+    scrape = urllib.request.urlopen(f"{server.url}/metrics").read().decode()  # the workers' counts, summed
+    refused = {status: f'haraqa_refused_requests_total{{status="{status}"}}' for status in (400, 414)}
+    assert f"{refused[400]} 4.0" in scrape and f"{refused[414]} 1.0" in scrape
 
 
 def test_a_500_never_reveals_server_paths(server, connect):
