@@ -35,11 +35,12 @@ class TopicFiles:
     """One topic's lock, commit and active segment descriptors on every volume.
 
     ``with files:`` holds the topic lock (this process's thread lock, then an flock on
-    every volume's lock file); every other method needs it held.
+    every volume's lock file); every other method needs it held, but for the queue of small
+    batches waiting to be written together (``queue``, ``take_queue``: see ``Store.produce``).
     """
 
     __slots__ = ("dirs", "topic", "_lock_paths", "_lock_fds", "_thread_lock", "_commit_fds", "_segment", "_segment_fds",
-                 "evicted")
+                 "evicted", "_queue", "_queue_guard")
 
     def __init__(self, dirs: tuple[TopicDir, ...]):
         self.dirs = dirs
@@ -51,29 +52,54 @@ class TopicFiles:
         self._segment = -1  # first id of the segment whose files are open
         self._segment_fds: list[tuple[int, int]] = []  # (data fd, index fd) per volume
         self.evicted = False  # dropped from the cache: close everything on release
+        self._queue: list = []  # small batches of this process waiting for the topic lock
+        self._queue_guard = threading.Lock()
 
     def __enter__(self) -> TopicFiles:
-        self._thread_lock.acquire()
+        self.take_turn()
         try:
-            for i, path in enumerate(self._lock_paths):
-                self._lock_fds[i] = _flocked(self._lock_fds[i], path)
+            self.lock_volumes()
         except BaseException:
-            self._release()
+            self.end_turn()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._release()
+        self.end_turn()
 
-    def _release(self) -> None:
+    def take_turn(self) -> None:
+        """The topic's thread lock: this process's other threads wait (``end_turn`` ends it)."""
+        self._thread_lock.acquire()
+
+    def lock_volumes(self) -> None:
+        """With the turn taken: the flock on every volume, which other processes wait for."""
+        for i, path in enumerate(self._lock_paths):
+            self._lock_fds[i] = _flocked(self._lock_fds[i], path)
+
+    def end_turn(self, volumes_locked: bool = True) -> None:
+        """Release the flocks (if taken) and the thread lock."""
         try:
-            for fd in self._lock_fds:
+            for fd in self._lock_fds if volumes_locked else ():
                 if fd >= 0:
                     fcntl.flock(fd, fcntl.LOCK_UN)
             if self.evicted:
                 self.close()
         finally:
             self._thread_lock.release()
+
+    def queue(self, batch) -> None:
+        with self._queue_guard:
+            self._queue.append(batch)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def take_queue(self) -> list:
+        """The queued batches, in the order they came; the queue is left empty."""
+        with self._queue_guard:
+            batches, self._queue = self._queue, []
+        return batches
 
     def read_commits(self) -> list[Commit | None]:
         """Each volume's commit record (None where the topic is missing). Raises Corruption."""

@@ -29,6 +29,7 @@ from .records import RECORD_SIZE, Commit, message_hash, message_hashes, pack_ind
 
 CHUNK_BYTES = 4 << 20  # larger batches are written in chunks of this size
 PREREAD_BYTES = CHUNK_BYTES  # batches up to this size are read before the topic lock is taken
+GROUP_BYTES = 64 << 10  # batches up to this size may be written together with others (Store.produce)
 
 
 class WholeBatch:
@@ -50,6 +51,33 @@ class WholeBatch:
             raise InvalidBody("invalid body: longer than the sum of X-Sizes")
         self.data = memoryview(pieces[0] if len(pieces) == 1 else b"".join(pieces))
         self.hashes = message_hashes(self.data, sizes)
+
+    @classmethod
+    def joined(cls, batches: list[WholeBatch]) -> WholeBatch:
+        """``batches`` back to back, as one."""
+        if len(batches) == 1:
+            return batches[0]
+        joined = cls.__new__(cls)
+        joined.data = memoryview(b"".join(batch.data for batch in batches))
+        joined.hashes = [value for batch in batches for value in batch.hashes]
+        return joined
+
+
+class QueuedBatch:
+    """A small batch waiting, in its topic's queue, for whichever thread of the process takes
+    the topic lock next to write it (``Store.produce``); that thread sets the outcome."""
+
+    __slots__ = ("sizes", "whole", "first_id", "error")
+
+    def __init__(self, sizes: list[int], whole: WholeBatch):
+        self.sizes = sizes
+        self.whole = whole
+        self.first_id: int | None = None  # once written
+        self.error: BaseException | None = None  # once failed
+
+    @property
+    def settled(self) -> bool:
+        return self.first_id is not None or self.error is not None
 
 
 class SegmentPart:

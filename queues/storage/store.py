@@ -36,7 +36,7 @@ from .handles import TopicFiles, open_topics
 from .layout import TopicDir, overlapping_volumes, pread_file, unlink_quietly, write_file_atomically
 from .locks import LOCK_DIR, topic_lock
 from .names import check_group, normalize_topic
-from .produce import PREREAD_BYTES, BatchWriter, WholeBatch, plan_parts
+from .produce import GROUP_BYTES, PREREAD_BYTES, BatchWriter, QueuedBatch, WholeBatch, plan_parts
 from .records import RECORD_SIZE, Commit, IndexRecord
 from .report import Report
 
@@ -173,6 +173,11 @@ class Store:
         Content-Length) that differs is refused before anything is read. On return the batch
         is on every volume (and durable with ``fsync='batch'``). Raises InvalidTopic,
         InvalidSizes, BatchTooLarge, InvalidBody, TopicNotFound, VolumesOutOfSync, OSError.
+
+        A batch of up to ``GROUP_BYTES`` is queued, then written by the first thread of this
+        process to get the topic lock, together with every batch queued meanwhile: one write,
+        one commit (and one fdatasync) for them all, and the threads that queued them wait for
+        the lock only to find their batch written. They succeed or fail together.
         """
         total = self.check_sizes(sizes)
         if declared_length is not None and declared_length != total:
@@ -184,10 +189,40 @@ class Store:
             files = open_topics.get(dirs)
         if total <= PREREAD_BYTES:
             body = WholeBatch(body, sizes, total, check_end=declared_length is None)
+            if total <= GROUP_BYTES:
+                return self._produce_queued(files, QueuedBatch(sizes, body))
         with files:
             writer = self._open_writer(files, sizes, total)
             writer.write(body)
             return writer.commit.next_id
+
+    def _produce_queued(self, files: TopicFiles, batch: QueuedBatch) -> int:
+        files.queue(batch)
+        files.take_turn()
+        writing = not batch.settled  # else the thread before wrote it
+        try:
+            if writing:
+                self._write_queued(files, files.take_queue())
+        finally:
+            files.end_turn(volumes_locked=writing)
+        if batch.error is not None:
+            raise batch.error  # in every thread whose batch was in the failed write
+        return batch.first_id
+
+    def _write_queued(self, files: TopicFiles, batches: list[QueuedBatch]) -> None:
+        """Write ``batches`` as one, with the turn taken; settle each."""
+        try:
+            files.lock_volumes()
+            whole = WholeBatch.joined([batch.whole for batch in batches])
+            writer = self._open_writer(files, [size for batch in batches for size in batch.sizes], len(whole.data))
+            writer.write(whole)
+        except BaseException as exc:
+            for batch in batches:
+                batch.error = exc
+            return
+        first_id = writer.commit.next_id
+        for batch in batches:
+            batch.first_id, first_id = first_id, first_id + len(batch.sizes)
 
     def check_sizes(self, sizes: list[int]) -> int:
         """The batch's total bytes; raise InvalidSizes / BatchTooLarge unless ``sizes`` is acceptable."""

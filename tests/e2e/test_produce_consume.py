@@ -500,8 +500,9 @@ def test_consume_goes_out_through_sendfile(server, connect):
     threads = [tid for pid in workers for tid in os.listdir(f"/proc/{pid}/task")]
     command = ["strace", "-ff", "-e", "trace=sendfile,setsockopt", "-o", trace] + [a for t in threads for a in ("-p", t)]
     tracer = subprocess.Popen(command, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(1.0)  # strace attaches
+    try:  # strace opens a file per thread as it attaches to it; on a loaded machine that takes a while
+        wait_until(lambda: len(glob.glob(trace + ".*")) >= len(threads), seconds=30)
+        time.sleep(0.2)
         for _ in range(4):  # several connections: reach every worker
             fresh = connect(server.url)
             assert fresh.consume("zero-copy", 0, 2) == [b"x" * 100_000, b"y" * 5]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import filecmp
 import io
 import os
 import random
+import resource
 import subprocess
 import sys
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -25,6 +29,7 @@ from queues.storage import (
     VolumeError,
 )
 
+from queues.storage.handles import open_topics
 from queues.storage.produce import CHUNK_BYTES, PREREAD_BYTES
 
 from .conftest import produce, read_all
@@ -156,6 +161,60 @@ def test_a_failed_batch_across_a_segment_boundary_leaves_no_new_segment(store):
         store.produce("t", [1] * 8, io.BytesIO(b"x" * 7))
     assert [tree(v) for v in store.volumes] == before
     assert produce(store, "t", [b"b"] * 3) == 4
+
+
+def _queue_behind_the_turn(store: Store, batches: list[list[bytes]]) -> list:
+    """Produce each batch from a thread of its own while this thread holds the topic's turn, so
+    all of them queue; then let them go. What each produce returned or raised, in batch order."""
+    files = open_topics.get(store._dirs("t"))
+    outcomes: list = [None] * len(batches)
+
+    def send(n: int) -> None:
+        try:
+            outcomes[n] = produce(store, "t", batches[n])
+        except Exception as exc:  # noqa: BLE001 - the outcome under test
+            outcomes[n] = exc
+
+    files.take_turn()
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(batches))]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while files.queued < len(batches):
+        assert time.monotonic() < deadline, f"{files.queued} of {len(batches)} batches queued"
+        time.sleep(0.001)
+    files.end_turn(volumes_locked=False)
+    for thread in threads:
+        thread.join(10)
+    return outcomes
+
+
+def test_small_batches_queued_meanwhile_are_written_together(store):
+    store.create_topic("t")
+    produce(store, "t", [b"first", b"second"])
+    batches = [[f"thread {n} message {m}".encode() for m in range(3)] for n in range(4)]
+    first_ids = _queue_behind_the_turn(store, batches)
+    assert sorted(first_ids) == [2, 5, 8, 11]  # one after another, crossing segments of 5
+    stored = read_all(store, "t")
+    assert all(stored[first : first + 3] == batch for first, batch in zip(first_ids, batches))
+    stamps = {(r.start_time_ns, r.end_time_ns) for r in (store.consume("t", n, 0) for n in (2, 5, 10))}
+    assert len(stamps) == 1 and len(set(stamps.pop())) == 1  # one write: one timestamp for all 12
+    assert_volumes_identical(store)
+
+
+def test_batches_written_together_fail_together_and_leave_nothing(store):
+    store.create_topic("t")
+    produce(store, "t", [b"kept"])
+    before = [tree(v) for v in store.volumes]
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100, hard))  # files may not grow past 100 bytes
+    try:
+        outcomes = _queue_behind_the_turn(store, [[b"x" * 50] * 3] * 3)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert all(isinstance(exc, OSError) and exc.errno == errno.EFBIG for exc in outcomes), outcomes
+    assert [tree(v) for v in store.volumes] == before
+    assert produce(store, "t", [b"next"]) == 1
 
 
 @pytest.mark.parametrize("u32_array", [True, False])
