@@ -498,7 +498,8 @@ def test_consume_goes_out_through_sendfile(server, connect):
     assert workers
     trace = os.path.join(os.path.dirname(server.log_path), "strace")
     threads = [tid for pid in workers for tid in os.listdir(f"/proc/{pid}/task")]
-    command = ["strace", "-ff", "-e", "trace=sendfile,setsockopt", "-o", trace] + [a for t in threads for a in ("-p", t)]
+    # -p of a process with -f (which -ff implies): all its threads, and those it starts later
+    command = ["strace", "-ff", "-e", "trace=sendfile,setsockopt", "-o", trace] + [a for p in workers for a in ("-p", p)]
     tracer = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     try:  # strace opens a file per thread as it attaches to it; on a loaded machine that takes a while
         wait_until(lambda: len(glob.glob(trace + ".*")) >= len(threads), seconds=30)
