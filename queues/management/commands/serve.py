@@ -156,7 +156,7 @@ class Command(BaseCommand):
         raise_descriptor_limit()
         keep_freed_memory()
         RequestParser.mesg_class = BoundedHeadRequest  # the class gunicorn's HTTP/1 parser reads requests with
-        gunicorn_util.write_error = errors.write_protocol_error  # how gunicorn answers a request it cannot parse  # how gunicorn answers a request it cannot parse
+        gunicorn_util.write_error = errors.write_protocol_error  # how gunicorn answers a request it cannot parse
         try:
             Store(volumes, opts["entries"], opts["fsync"], opts["max_batch_bytes"]).prepare_volumes()
         except VolumeError as exc:
