@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from gunicorn import util
 from rest_framework import exceptions
 
@@ -13,6 +13,7 @@ from queues.storage import errors as storage
 
 logger = logging.getLogger(__name__)
 INTERNAL = "internal server error"
+NOT_FOUND = "not found"
 ERROR_DETAIL_CHARS = 200  # of gunicorn's description of a bad request, which may quote the request
 
 # Most specific first: the first matching class decides the status.
@@ -55,6 +56,8 @@ def haraqa_exception_handler(exc: Exception, context: dict) -> HttpResponse:
         return error_response("internal storage error", 500)
     if isinstance(exc, exceptions.APIException):
         return error_response(str(exc.detail), exc.status_code)
+    if isinstance(exc, Http404):  # Django's, which DRF's own handler turns into its 404
+        return error_response(NOT_FOUND, 404)
     if isinstance(exc, OSError):
         logger.error("I/O failure: %s", exc.strerror)
         return error_response(f"storage i/o error: {exc.strerror or 'unknown'}", 500)
@@ -66,7 +69,7 @@ def haraqa_exception_handler(exc: Exception, context: dict) -> HttpResponse:
 
 
 def not_found(request, exception) -> HttpResponse:
-    return error_response("not found", 404)
+    return error_response(NOT_FOUND, 404)
 
 
 def bad_request(request, exception) -> HttpResponse:

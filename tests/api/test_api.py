@@ -7,6 +7,7 @@ import os
 import socket
 
 import pytest
+from django.http import Http404
 from django.test import Client, RequestFactory
 
 from queues.api.views import TopicApi
@@ -313,6 +314,8 @@ def test_unknown_paths_and_unexpected_failures_carry_x_errors(client):
     response = haraqa_exception_handler(RuntimeError("cannot open /srv/volumes/secret"), {})
     assert (response.status_code, response["X-Errors"]) == (500, "internal server error")
     assert b"/" not in response.content
+    response = haraqa_exception_handler(Http404("no /srv/volumes/secret"), {})
+    assert (response.status_code, response["X-Errors"]) == (404, "not found")
 
 
 def test_gunicorn_protocol_errors_are_written_as_haraqa_errors():
