@@ -41,6 +41,15 @@ def assert_identical_volumes(volumes: list[str], topic: str) -> None:
         assert (mismatch, errors) == ([], [])
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie waiting for its reaper does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def random_messages(rng: random.Random, count: int) -> list[bytes]:
     return [rng.randbytes(rng.choice([0, 1, 7, 100, 1000, 3000])) for _ in range(count)]
 
@@ -302,6 +311,41 @@ def test_workers_killed_mid_produce_leave_no_torn_batch_for_the_others(server_fa
     connect(server.url).produce("kill", [b"%d" % m for m in range(40)])
     assert_identical_volumes(volumes, "kill")
     assert " 500 " not in server.log()
+
+
+def test_a_server_restarted_right_after_kill_9_of_its_master_gets_the_port(server_factory, volumes, connect):
+    """kill -9 of the gunicorn master alone, as a supervisor kills haraqa's single process: its
+    workers die with it. An orphaned worker kept its listening socket until its requests were
+    done, here a stalled upload (for the client timeout), so the restart was refused with
+    "Address already in use"."""
+    server = server_factory(volumes, "--workers", "3", "--client-timeout", "60")
+    client = connect(server.url)
+    client.create("stall")
+    batches = [[b"b%d-m%d" % (b, m) for m in range(b % 5 + 1)] for b in range(30)]
+    for batch in batches:
+        client.produce("stall", batch)
+    client.close()
+    workers = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+    stalled = send_head(server.port, 1000, 10)
+    # a worker has read what was sent: the server side of the connection has nothing queued
+    wait_until(lambda: any(row[3] == "01" and row[4].endswith(":00000000") for row in tcp_sockets(server.port)))
+
+    server.process.kill()
+    server.process.wait(10)
+    restarted = server_factory(volumes, "--workers", "3", port=server.port)
+
+    assert [pid for pid in workers if running(int(pid))] == []
+    stalled.settimeout(10)
+    try:
+        answer = stalled.recv(4096)
+    except ConnectionResetError:
+        answer = b""
+    stalled.close()
+    assert answer == b""  # cut, never acknowledged
+    assert connect(restarted.url).consume_all("stall") == [m for batch in batches for m in batch]
+    assert_identical_volumes(volumes, "stall")
+    wait_until(lambda: listening_sockets(server.port) == 3)  # every new worker got the port
+    assert restarted.process.poll() is None
 
 
 def test_sigterm_during_produce_answers_every_accepted_request(server_factory, volumes, connect):

@@ -8,6 +8,7 @@ import gc
 import os
 import platform
 import resource
+import signal
 import socket
 import sys
 
@@ -225,6 +226,7 @@ class Command(BaseCommand):
             "limit_request_fields": MAX_HEADERS,  # a watch has an X-Topics line per topic; MAX_HEAD_BYTES bounds all
             "control_socket_disable": True,  # several servers may run side by side
             # /ws/topics watches: see queues/api/watch.py
+            "post_fork": die_with_master,
             "post_worker_init": watch.follow_worker,
             "worker_exit": watch.close_watches,
             **_logging_and_metrics_options(opts),
@@ -291,6 +293,25 @@ def keep_freed_memory() -> bool:
         return False
     libc = ctypes.CDLL(None)
     return bool(libc.mallopt(M_MMAP_THRESHOLD, OWN_MAPPING_BYTES) and libc.mallopt(M_TRIM_THRESHOLD, FREED_BYTES_KEPT))
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+
+
+def die_with_master(server, worker) -> None:
+    """In a new worker: have the kernel kill it as soon as the master dies.
+
+    Otherwise, after a ``kill -9`` of the server, its workers keep the port for a second or two
+    until they notice (gunicorn checks the parent once a loop), and a server restarted at once
+    is refused with "Address already in use". A kill -9 of haraqa's single process frees the
+    port at once; so does this. Their in-flight requests are cut, never acknowledged.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        server.log.warning("workers will not stop with the master: prctl failed (errno %d)", ctypes.get_errno())
+    elif os.getppid() != worker.ppid:  # the master died before the call
+        os._exit(1)
 
 
 def raise_descriptor_limit() -> None:
