@@ -225,8 +225,8 @@ class Command(BaseCommand):
             "limit_request_field_size": MAX_HEADER_FIELD_BYTES,  # X-Sizes of a large batch is long
             "limit_request_fields": MAX_HEADERS,  # a watch has an X-Topics line per topic; MAX_HEAD_BYTES bounds all
             "control_socket_disable": True,  # several servers may run side by side
-            # /ws/topics watches: see queues/api/watch.py
             "post_fork": die_with_master,
+            # /ws/topics watches: see queues/api/watch.py
             "post_worker_init": watch.follow_worker,
             "worker_exit": watch.close_watches,
             **_logging_and_metrics_options(opts),
@@ -301,10 +301,11 @@ PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 def die_with_master(server, worker) -> None:
     """In a new worker: have the kernel kill it as soon as the master dies.
 
-    Otherwise, after a ``kill -9`` of the server, its workers keep the port for a second or two
-    until they notice (gunicorn checks the parent once a loop), and a server restarted at once
-    is refused with "Address already in use". A kill -9 of haraqa's single process frees the
-    port at once; so does this. Their in-flight requests are cut, never acknowledged.
+    Otherwise, after a ``kill -9`` of the master, each worker keeps the port until it notices
+    (gunicorn checks the parent once a loop) and its last request ends (a stalled upload: the
+    client timeout), and a server restarted meanwhile is refused with "Address already in use".
+    A kill -9 of haraqa's single process frees the port at once; so does this. Their requests
+    in progress are cut, never acknowledged.
     """
     if not sys.platform.startswith("linux"):
         return
