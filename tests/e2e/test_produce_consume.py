@@ -41,6 +41,23 @@ def assert_identical_volumes(volumes: list[str], topic: str) -> None:
         assert (mismatch, errors) == ([], [])
 
 
+def assert_whole_batches(stored: list[bytes], acknowledged: list[list[bytes]], batch_length) -> None:
+    """Every acknowledged batch is in ``stored`` once and whole, and ``stored`` is whole batches
+    (acknowledged or not) back to back: messages named ``t<producer>-b<number>-m<index>-...``,
+    ``batch_length(number)`` of them to a batch."""
+    assert len(set(stored)) == len(stored)
+    positions = {m: i for i, m in enumerate(stored)}
+    for batch in acknowledged:
+        first = positions[batch[0]]
+        assert stored[first : first + len(batch)] == batch
+    names, at = [m.split(b"-")[:3] for m in stored], 0
+    while at < len(names):
+        producer, number = names[at][:2]
+        count = batch_length(int(number[1:]))
+        assert names[at : at + count] == [[producer, number, b"m%d" % m] for m in range(count)]
+        at += count
+
+
 def running(pid: int) -> bool:
     """Whether process ``pid`` runs (a zombie waiting for its reaper does not)."""
     try:
@@ -296,16 +313,7 @@ def test_workers_killed_mid_produce_leave_no_torn_batch_for_the_others(server_fa
     wait_until(lambda: listening_sockets(server.port) == 3)
 
     stored = connect(server.url).consume_all("kill", limit=33)
-    positions = {m: i for i, m in enumerate(stored)}
-    for batch in acknowledged:
-        first = positions[batch[0]]
-        assert stored[first : first + len(batch)] == batch
-    names, at = [m.split(b"-")[:3] for m in stored], 0
-    while at < len(names):  # the topic is whole batches (acknowledged or not) back to back
-        producer_, number = names[at][:2]
-        count = 1 + int(number[1:]) % 17
-        assert names[at : at + count] == [[producer_, number, b"m%d" % m] for m in range(count)]
-        at += count
+    assert_whole_batches(stored, acknowledged, lambda number: 1 + number % 17)
     # a worker killed as it began a segment may have left that segment's files on some volumes,
     # past the commit; a write reaching that id (at most --entries messages on) recreates them
     connect(server.url).produce("kill", [b"%d" % m for m in range(40)])
@@ -346,6 +354,54 @@ def test_a_server_restarted_right_after_kill_9_of_its_master_gets_the_port(serve
     assert_identical_volumes(volumes, "stall")
     wait_until(lambda: listening_sockets(server.port) == 3)  # every new worker got the port
     assert restarted.process.poll() is None
+
+
+def test_servers_sharing_volumes_keep_every_batch_when_one_is_killed_and_restarted(server_factory, volumes, connect):
+    """Two servers share the volumes and producers write through both; one is killed with kill -9
+    of its master (its workers die with it) and restarted at once on its port, twice. Whatever
+    that cut off, the other server goes on appending after it."""
+    options = ("--workers", "2", "--entries", "40")
+    servers = [server_factory(volumes, *options) for _ in range(2)]
+    connect(servers[0].url).create("shared")
+    acknowledged: list[list[bytes]] = []
+    refused: list[str] = []
+    stop = threading.Event()
+
+    def producer(n: int) -> None:
+        url = servers[n % 2].url  # a restarted server keeps its port
+        client, b = connect(url, timeout=10), 0
+        while not stop.is_set():
+            batch = [b"t%d-b%d-m%d-" % (n, b, m) + os.urandom(m * 200) for m in range(1 + b % 13)]
+            try:
+                client.produce("shared", batch)
+                acknowledged.append(batch)
+            except (OSError, http.client.HTTPException):  # its server was killed: until it is back
+                time.sleep(0.05)
+                client = connect(url, timeout=10)
+            except AssertionError as answer:
+                refused.append(str(answer))
+            b += 1
+
+    threads = [threading.Thread(target=producer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for _ in range(2):
+        time.sleep(1)
+        servers[1].process.kill()
+        servers[1].process.wait(10)
+        servers[1] = server_factory(volumes, *options, port=servers[1].port)
+    time.sleep(1)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+
+    assert refused == [] and len(acknowledged) > 100
+    assert len({tuple(batch) for batch in acknowledged if batch[0].startswith((b"t1-", b"t3-"))}) > 10
+    stored = connect(servers[0].url).consume_all("shared", limit=33)
+    assert_whole_batches(stored, acknowledged, lambda number: 1 + number % 13)
+    assert connect(servers[1].url).consume_all("shared", limit=33) == stored
+    connect(servers[1].url).produce("shared", [b"%d" % m for m in range(40)])  # past a segment a kill began
+    assert_identical_volumes(volumes, "shared")
 
 
 def test_sigterm_during_produce_answers_every_accepted_request(server_factory, volumes, connect):
