@@ -396,7 +396,7 @@ def test_servers_sharing_volumes_keep_every_batch_when_one_is_killed_and_restart
         thread.join(30)
 
     assert refused == [] and len(acknowledged) > 100
-    assert len({tuple(batch) for batch in acknowledged if batch[0].startswith((b"t1-", b"t3-"))}) > 10
+    assert sum(batch[0].startswith((b"t1-", b"t3-")) for batch in acknowledged) > 10  # the killed one's too
     stored = connect(servers[0].url).consume_all("shared", limit=33)
     assert_whole_batches(stored, acknowledged, lambda number: 1 + number % 13)
     assert connect(servers[1].url).consume_all("shared", limit=33) == stored
