@@ -67,6 +67,11 @@ class Server:
     process: subprocess.Popen
     log_path: Path
 
+    def workers(self) -> list[int]:
+        """The pids of its gunicorn workers (the master's children)."""
+        found = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in found.split()]
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (gunicorn master and workers)."""
         try:

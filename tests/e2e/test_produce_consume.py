@@ -301,9 +301,9 @@ def test_workers_killed_mid_produce_leave_no_torn_batch_for_the_others(server_fa
     kills = 0
     for _ in range(12):
         time.sleep(random.uniform(0.1, 0.4))
-        workers = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+        workers = server.workers()
         if workers:
-            os.kill(int(random.choice(workers)), signal.SIGKILL)
+            os.kill(random.choice(workers), signal.SIGKILL)
             kills += 1
     stop.set()
     for thread in threads:
@@ -333,7 +333,7 @@ def test_a_server_restarted_right_after_kill_9_of_its_master_gets_the_port(serve
     for batch in batches:
         client.produce("stall", batch)
     client.close()
-    workers = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+    workers = server.workers()
     stalled = send_head(server.port, 1000, 10)
     # a worker has read what was sent: the server side of the connection has nothing queued
     wait_until(lambda: any(row[3] == "01" and row[4].endswith(":00000000") for row in tcp_sockets(server.port)))
@@ -342,7 +342,7 @@ def test_a_server_restarted_right_after_kill_9_of_its_master_gets_the_port(serve
     server.process.wait(10)
     restarted = server_factory(volumes, "--workers", "3", port=server.port)
 
-    assert [pid for pid in workers if running(int(pid))] == []
+    assert [pid for pid in workers if running(pid)] == []
     stalled.settimeout(10)
     try:
         answer = stalled.recv(4096)
@@ -594,12 +594,12 @@ def test_consume_goes_out_through_sendfile(server, connect):
     client = connect(server.url)
     client.create("zero-copy")
     client.produce("zero-copy", [b"x" * 100_000, b"y" * 5])
-    workers = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+    workers = server.workers()
     assert workers
     trace = os.path.join(os.path.dirname(server.log_path), "strace")
     threads = [tid for pid in workers for tid in os.listdir(f"/proc/{pid}/task")]
     # -p of a process with -f (which -ff implies): all its threads, and those it starts later
-    command = ["strace", "-ff", "-e", "trace=sendfile,setsockopt", "-o", trace] + [a for p in workers for a in ("-p", p)]
+    command = ["strace", "-ff", "-e", "trace=sendfile,setsockopt", "-o", trace] + [a for p in workers for a in ("-p", str(p))]
     tracer = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     try:  # strace opens a file per thread as it attaches to it; on a loaded machine that takes a while
         wait_until(lambda: len(glob.glob(trace + ".*")) >= len(threads), seconds=30)

@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import struct
-import subprocess
 import time
 import urllib.request
 
@@ -145,8 +144,7 @@ def _descriptors(pid: int) -> int:
 def test_watches_hold_no_worker_thread_and_leave_nothing_behind(server_factory, volumes):
     # one worker with two threads: the watches share the worker's hub, the threads serve the API
     server = server_factory(volumes, "--workers", "1", "--threads", "2")
-    (worker,) = map(int, subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True,
-                                         text=True).stdout.split())
+    (worker,) = server.workers()
     client = HaraqaClient(server.url, timeout=WAIT)
     client.create("t")
     client.produce("t", [b"warm-up"])  # the worker keeps the topic's files open from here on

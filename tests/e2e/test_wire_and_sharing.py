@@ -135,7 +135,7 @@ def test_a_100_mb_batch_streams_with_flat_memory(server_factory, volumes, connec
     client = connect(server.url)
     client.create("big")
     client.produce("big", [b"warm-up"])
-    worker = int(subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()[0])
+    worker = server.workers()[0]
     before = peak_rss_kib(worker)
     messages = [bytes([i]) * (1 << 20) for i in range(100)]
     client.produce("big", messages)
@@ -147,7 +147,7 @@ def test_fsync_batch_server_syncs_before_answering(server_factory, volumes, conn
     server = server_factory(volumes, "--workers", "1", "--fsync", "batch")
     client = connect(server.url)
     client.create("durable")
-    workers = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+    workers = server.workers()
     threads = [tid for pid in workers for tid in os.listdir(f"/proc/{pid}/task")]
     trace = os.path.join(os.path.dirname(server.log_path), "fsync.strace")
     tracer = subprocess.Popen(["strace", "-f", "-e", "trace=fdatasync,fsync", "-o", trace]
