@@ -9,6 +9,7 @@ import socket
 import pytest
 from django.http import Http404
 from django.test import Client, RequestFactory
+from rest_framework.permissions import IsAuthenticated
 
 from queues.api.views import TopicApi
 
@@ -56,6 +57,27 @@ def test_measured_round_trip(client):
     assert response["X-Sizes"] == "5:5:3"
     assert response["Content-Type"] == "application/octet-stream"
     assert body(response) == b"helloworldabc"
+
+
+def test_answers_keep_drfs_allow_and_vary_headers(client):
+    """The API views skip DRF's per-request negotiation but not the headers DRF gives answers."""
+    every_method = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
+    assert client.put("/topics/t")["Allow"] == every_method
+    assert client.get("/topics")["Allow"] == "GET, HEAD, OPTIONS"
+    for response in (produce(client, "t", [b"a"]), consume(client, "t"), client.get("/topics")):
+        assert response["Vary"] == "Accept"
+    wrong = client.generic("TRACE", "/topics/t")
+    assert (wrong.status_code, wrong["Allow"], wrong["X-Errors"]) == (405, every_method, 'Method "TRACE" not allowed.')
+
+
+def test_a_view_given_permissions_still_checks_them(client):
+    """The checks DRF runs before a handler are skipped only while none are configured."""
+    client.put("/topics/t")
+    guarded = type("GuardedTopicApi", (TopicApi,), {"permission_classes": [IsAuthenticated]})
+    request = RequestFactory().post("/topics/t", b"a", content_type="application/octet-stream", headers={"X-Sizes": "1"})
+    response = guarded.as_view()(request, topic="t")
+    assert (response.status_code, response["X-Errors"]) == (403, "You do not have permission to perform this action.")
+    assert body(consume(client, "t")) == b""
 
 
 def test_consume_reads_exactly_the_range(client):
