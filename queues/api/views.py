@@ -157,11 +157,19 @@ class TopicWatchApi(HaraqaApiView):
         return HttpResponse(status=101)
 
 
-def _messages_response(messages: MessageRange, accept: str, sock: socket.socket | None) -> FileResponse:
+class RangeResponse(FileResponse):
+    """A consume answer: the view sets its type and length, so Django's guesses from the file
+    (length by seeking, type and ``Content-Disposition`` by name) have nothing to find."""
+
+    def set_headers(self, filelike) -> None:
+        pass
+
+
+def _messages_response(messages: MessageRange, accept: str, sock: socket.socket | None) -> RangeResponse:
     first_accept = accept.split(",")[0].split(";")[0].strip().lower()
     text = first_accept in ("text/plain", "text/html")
     range_file = corking.corked(messages.open(), messages.byte_count, sock)  # small: with the headers in one packet
-    response = FileResponse(range_file, content_type="text/plain" if text else "application/octet-stream")
+    response = RangeResponse(range_file, content_type="text/plain" if text else "application/octet-stream")
     response.block_size = 1 << 20  # servers without sendfile read the file in these chunks
     response["Content-Length"] = str(messages.byte_count)
     response["X-Sizes"] = headers.format_sizes(messages.sizes)
