@@ -202,6 +202,7 @@ class Command(BaseCommand):
         for name, value in values.items():
             setattr(settings, name, value)
             os.environ[name] = os.pathsep.join(value) if isinstance(value, list) else str(value)
+        conf.reload()  # setting them directly sends no setting_changed
 
     @staticmethod
     def _gunicorn_options(address: str, opts: dict) -> dict:
