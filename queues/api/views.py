@@ -31,7 +31,7 @@ class HaraqaApiView(APIView):
     The API has no users, permissions or throttles (haraqa has none), no versions or format
     suffixes, and its handlers read bodies raw and answer with Django responses. DRF's
     ``initial`` (content negotiation, then the authentication, permission and throttle checks)
-    would find nothing to do at a cost of 7% of the instructions of a produce or a consume
+    would find nothing to do at a cost of 6-7% of the instructions of a produce or a consume
     (callgrind), so it runs only if checks are configured. Errors still go through DRF's
     exception handler, and answers keep DRF's ``Allow`` and ``Vary`` headers, worked out once
     per class.
