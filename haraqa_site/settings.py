@@ -9,30 +9,23 @@ import os
 import secrets
 from pathlib import Path
 
+from .environment import LIMIT, POSITIVE, SECONDS, SettingError, choice, from_environment, path_list, switch
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def env_list(name: str, default: str = "") -> list[str]:
-    return [item for item in os.environ.get(name, default).split(os.pathsep) if item]
-
-
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
-
-
 # Queue
-HARAQA_VOLUMES = env_list("HARAQA_VOLUMES", str(BASE_DIR / "data" / "vol1"))
-HARAQA_ENTRIES = int(os.environ.get("HARAQA_ENTRIES", "5000"))
-HARAQA_LIMIT = int(os.environ.get("HARAQA_LIMIT", "-1"))
-HARAQA_FSYNC = os.environ.get("HARAQA_FSYNC", "never")
-HARAQA_MAX_BATCH_BYTES = int(os.environ.get("HARAQA_MAX_BATCH_BYTES", str(1 << 30)))
-HARAQA_CLIENT_TIMEOUT = float(os.environ.get("HARAQA_CLIENT_TIMEOUT", "30"))  # seconds; 0: wait forever
+HARAQA_VOLUMES = from_environment("HARAQA_VOLUMES", [str(BASE_DIR / "data" / "vol1")], path_list)
+HARAQA_ENTRIES = from_environment("HARAQA_ENTRIES", 5000, POSITIVE)
+HARAQA_LIMIT = from_environment("HARAQA_LIMIT", -1, LIMIT)
+HARAQA_FSYNC = from_environment("HARAQA_FSYNC", "never", choice("never", "batch"))
+HARAQA_MAX_BATCH_BYTES = from_environment("HARAQA_MAX_BATCH_BYTES", 1 << 30, POSITIVE)
+HARAQA_CLIENT_TIMEOUT = from_environment("HARAQA_CLIENT_TIMEOUT", 30.0, SECONDS)  # 0: wait forever
 # haraqa's -cors, -docs and -prometheus flags (all on by default, as there)
-HARAQA_CORS = env_bool("HARAQA_CORS", True)
-HARAQA_DOCS = env_bool("HARAQA_DOCS", True)
-HARAQA_PROMETHEUS = env_bool("HARAQA_PROMETHEUS", True)
-HARAQA_ACCESS_LOG = env_bool("HARAQA_ACCESS_LOG", True)
+HARAQA_CORS = from_environment("HARAQA_CORS", True, switch)
+HARAQA_DOCS = from_environment("HARAQA_DOCS", True, switch)
+HARAQA_PROMETHEUS = from_environment("HARAQA_PROMETHEUS", True, switch)
+HARAQA_ACCESS_LOG = from_environment("HARAQA_ACCESS_LOG", True, switch)
 
 # Django
 DATA_DIR = Path(os.environ.get("HARAQA_DATA_DIR", BASE_DIR / "data"))
@@ -44,9 +37,19 @@ def _secret_key() -> str:
         return os.environ["DJANGO_SECRET_KEY"]
     key_file = DATA_DIR / "secret_key"
     try:
+        return _read_or_create_key(key_file)
+    except OSError as exc:
+        raise SettingError(
+            f"HARAQA_DATA_DIR: cannot keep the secret key in {DATA_DIR} ({exc.strerror}); "
+            "make that directory writable, choose another, or set DJANGO_SECRET_KEY"
+        ) from None
+
+
+def _read_or_create_key(key_file: Path) -> str:
+    try:
         return key_file.read_text().strip()
     except FileNotFoundError:
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        key_file.parent.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(50)
         try:
             with open(key_file, "x") as f:
@@ -58,7 +61,7 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-DEBUG = env_bool("DJANGO_DEBUG", False)
+DEBUG = from_environment("DJANGO_DEBUG", False, switch)
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "*").split(",")
 
 INSTALLED_APPS = [

@@ -15,6 +15,7 @@ import sys
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 from django.urls import get_resolver
 from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
@@ -22,6 +23,7 @@ from gunicorn.http.message import MAX_HEADERS
 from gunicorn.http.message import Request as GunicornRequest
 from gunicorn.http.parser import RequestParser
 
+from haraqa_site.environment import LIMIT, PORT, POSITIVE, SECONDS, choice, from_environment
 from queues import metrics
 from queues.api import deadlines, errors, watch
 from queues.conf import conf
@@ -41,10 +43,6 @@ SWITCHES = [
     ("docs", "HARAQA_DOCS", "/docs/ (Swagger UI, Redoc, swagger.yaml) and /api/schema/"),
     ("prometheus", "HARAQA_PROMETHEUS", "/metrics: request and queue metrics summed over all workers"),
 ]
-
-
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
 
 
 class GunicornApplication(BaseApplication):
@@ -98,22 +96,30 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("volumes", nargs="*", metavar="VOLUME", help="volume directories (created if missing)")
-        parser.add_argument("--port", type=int, default=_env_int("HARAQA_PORT", 4353), help="HTTP port (haraqa -http); $HARAQA_PORT")
-        parser.add_argument("--bind", default=os.environ.get("HARAQA_BIND", "127.0.0.1"), help="address to listen on; $HARAQA_BIND")
-        parser.add_argument("--workers", type=int, default=_env_int("HARAQA_WORKERS", 4), help="gunicorn worker processes; $HARAQA_WORKERS")
-        parser.add_argument("--threads", type=int, default=_env_int("HARAQA_THREADS", 4), help="threads per worker; $HARAQA_THREADS")
-        parser.add_argument("--entries", type=int, default=settings.HARAQA_ENTRIES, help="messages per segment file; $HARAQA_ENTRIES")
-        parser.add_argument("--limit", type=int, default=settings.HARAQA_LIMIT, help="default consume limit, -1 = none; $HARAQA_LIMIT")
         parser.add_argument(
-            "--fsync", choices=["never", "batch"], default=settings.HARAQA_FSYNC,
+            "--port", type=PORT, default=from_environment("HARAQA_PORT", 4353, PORT), help="HTTP port (haraqa -http); $HARAQA_PORT"
+        )
+        parser.add_argument("--bind", default=os.environ.get("HARAQA_BIND", "127.0.0.1"), help="address to listen on; $HARAQA_BIND")
+        parser.add_argument(
+            "--workers", type=POSITIVE, default=from_environment("HARAQA_WORKERS", 4, POSITIVE),
+            help="gunicorn worker processes; $HARAQA_WORKERS",
+        )
+        parser.add_argument(
+            "--threads", type=POSITIVE, default=from_environment("HARAQA_THREADS", 4, POSITIVE),
+            help="threads per worker; $HARAQA_THREADS",
+        )
+        parser.add_argument("--entries", type=POSITIVE, default=settings.HARAQA_ENTRIES, help="messages per segment file; $HARAQA_ENTRIES")
+        parser.add_argument("--limit", type=LIMIT, default=settings.HARAQA_LIMIT, help="default consume limit, -1 = none; $HARAQA_LIMIT")
+        parser.add_argument(
+            "--fsync", type=choice("never", "batch"), default=settings.HARAQA_FSYNC, metavar="{never,batch}",
             help="never (haraqa's behaviour) or batch: fdatasync every batch before answering; $HARAQA_FSYNC",
         )
         parser.add_argument(
-            "--max-batch-bytes", type=int, default=settings.HARAQA_MAX_BATCH_BYTES,
+            "--max-batch-bytes", type=POSITIVE, default=settings.HARAQA_MAX_BATCH_BYTES,
             help="largest accepted produce body (413 beyond); $HARAQA_MAX_BATCH_BYTES",
         )
         parser.add_argument(
-            "--client-timeout", type=float, default=settings.HARAQA_CLIENT_TIMEOUT, metavar="SECONDS",
+            "--client-timeout", type=SECONDS, default=settings.HARAQA_CLIENT_TIMEOUT, metavar="SECONDS",
             help="a request whose head or body stalls this long is dropped or fails with 400 (freeing the topic "
             "and the thread), a consume whose client stops reading this long is cut off; 0: wait forever; "
             "$HARAQA_CLIENT_TIMEOUT",
@@ -139,6 +145,7 @@ class Command(BaseCommand):
     def run_from_argv(self, argv: list[str]) -> None:
         """With metrics on, re-execute once with a fresh PROMETHEUS_MULTIPROC_DIR: prometheus_client
         chooses per-process or shared counters when it is imported, which has happened by now."""
+        self._called_from_command_line = True  # as Django's run_from_argv: bad flags print usage, exit 2
         options = self.create_parser(argv[0], argv[1]).parse_args(argv[2:])
         if options.prometheus and not metrics.multiprocess_dir_ready():
             metrics.prepare_multiprocess_dir()
@@ -150,8 +157,6 @@ class Command(BaseCommand):
         volumes = [os.path.abspath(v) for v in (opts["volumes"] or settings.HARAQA_VOLUMES)]
         if not volumes:
             raise CommandError("no volume given: pass VOLUME arguments or set HARAQA_VOLUMES")
-        if opts["entries"] < 1 or opts["workers"] < 1 or opts["threads"] < 1:
-            raise CommandError("--entries, --workers and --threads must be at least 1")
         self._apply_settings(volumes, opts)
         check_port_free(opts["bind"], opts["port"])
         raise_descriptor_limit()
@@ -164,7 +169,13 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if opts["recover"]:
             metrics.record_recovery(recover_at_startup(volumes, opts["full_recover"], self.stdout))
-        call_command("migrate", interactive=False, verbosity=0)
+        try:
+            call_command("migrate", interactive=False, verbosity=0)
+        except DatabaseError as exc:
+            raise CommandError(
+                f"the admin's database {settings.DATABASES['default']['NAME']} cannot be used ({exc}); "
+                "make HARAQA_DATA_DIR writable or set DJANGO_DB_PATH"
+            ) from None
 
         from haraqa_site.wsgi import application
 
