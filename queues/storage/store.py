@@ -95,7 +95,8 @@ class Store:
             try:
                 os.makedirs(os.path.join(volume, LOCK_DIR), exist_ok=True)
             except OSError as exc:
-                raise VolumeError(f"volume {volume} cannot be created: {exc.strerror}") from None
+                problem = "is not writable" if os.path.isdir(volume) else "cannot be created"
+                raise VolumeError(f"volume {volume} {problem}: {exc.strerror}") from None
             if not os.access(volume, os.W_OK | os.X_OK):
                 raise VolumeError(f"volume {volume} is not writable")
 

@@ -8,11 +8,14 @@ import io
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -238,6 +241,47 @@ def test_volumes_that_would_share_files_are_refused(tmp_path):
         with pytest.raises(VolumeError):
             store.check(fix=True)
     assert not (tmp_path / "a").exists()
+
+
+def refusal_without_root(volume: str) -> str:
+    """What ``prepare_volumes`` of ``volume`` says to a user who may not write there: as root, in
+    a child process that has become ``nobody`` (root may write anywhere)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        message = "no error"
+        try:
+            if os.geteuid() == 0:
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            Store([volume]).prepare_volumes()
+        except VolumeError as exc:
+            message = str(exc)
+        finally:
+            os.write(write_end, message.encode())
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return message
+
+
+NOBODY = 65534
+
+
+def test_an_unwritable_volume_is_refused_as_such_and_an_uncreatable_one_as_such():
+    shared = Path(tempfile.mkdtemp())  # under /tmp: every user may reach it (pytest's tmp_path is root's alone)
+    locked = shared / "locked"
+    try:
+        shared.chmod(0o755)
+        locked.mkdir(mode=0o555)
+        assert refusal_without_root(str(locked)) == f"volume {locked} is not writable: Permission denied"
+        new = locked / "new"
+        assert refusal_without_root(str(new)) == f"volume {new} cannot be created: Permission denied"
+        assert not (locked / ".locks").exists()
+    finally:
+        shutil.rmtree(shared)
 
 
 def test_batch_size_limit(volumes):
