@@ -16,7 +16,6 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 run: install
-	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py serve --port 4353 --bind 127.0.0.1 ./data/vol1
 
 # Debian packages the tests drive for real: chromium (admin and docs pages), wrk, strace.

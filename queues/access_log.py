@@ -20,7 +20,17 @@ STALLED = "The client sent nothing for the client timeout in the middle of a req
 TCP_CLOSE = 7  # the state (tcpi_state) of a connection the kernel has ended
 
 
+LISTENING = "Listening at: %s (%s)"  # gunicorn's master, once it has its listening sockets
+
+
 class AccessLogger(Logger):
+    def info(self, msg, *args, **kwargs) -> None:
+        """gunicorn's master names the addresses of its own sockets; here each worker opens one
+        (``reuse_port``), so name the configured addresses instead of none."""
+        if msg == LISTENING and args and not args[0]:
+            args = (",".join(f"http://{address}" for address in self.cfg.bind) + ", a socket per worker", *args[1:])
+        super().info(msg, *args, **kwargs)
+
     def exception(self, msg, *args, **kwargs) -> None:
         """One line, not a traceback, for a client cut off by a deadline (``queues.api.deadlines``):
         a consumer by a socket timeout, a request head by the kernel's receive timeout."""

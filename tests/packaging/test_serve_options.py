@@ -55,6 +55,7 @@ def test_defaults_cors_docs_metrics_startup_lines_and_request_log(server_factory
     assert f"docs {server.url}/docs/ (swagger {server.url}/docs/swagger, redoc {server.url}/docs/redocs)" in log
     assert f"metrics {server.url}/metrics; cors on" in log
     assert "volumes " + ", ".join(volumes) in log
+    assert f"Listening at: {server.url}, a socket per worker (" in log  # not gunicorn's empty list
     # the note follows this machine's setting (the cases of the setting are checked below)
     assert ("note: net.ipv4.tcp_migrate_req is 0" in log) == resets_queued_connections()
     lines = re.findall(r"^127\.0\.0\.1 \[[^\]]+\] (\S+) (\S+) (\d{3}) (\d+) [\d.]+ms$", log, re.M)
