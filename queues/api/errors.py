@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from django.http import Http404, HttpResponse
 from gunicorn import util
@@ -15,6 +16,7 @@ logger = logging.getLogger(__name__)
 INTERNAL = "internal server error"
 NOT_FOUND = "not found"
 ERROR_DETAIL_CHARS = 200  # of gunicorn's description of a bad request, which may quote the request
+_GUNICORN_WRAPPING = re.compile(r"Invalid (?:Request Line|Method|HTTP Version) '(.*)'", re.S)
 
 # Most specific first: the first matching class decides the status.
 STATUS_BY_ERROR: list[tuple[type[storage.StorageError], int]] = [
@@ -80,11 +82,20 @@ def server_error(request) -> HttpResponse:
     return error_response(INTERNAL, 500)
 
 
+def _unwrapped(status: int, detail: str) -> str:
+    """gunicorn's description without its wrapping (``Invalid Request Line '...'`` around the
+    parser's own words); none for 431, whose description names gunicorn's internal limit."""
+    if status == 431:
+        return ""
+    wrapped = _GUNICORN_WRAPPING.fullmatch(detail)
+    return wrapped[1] if wrapped else detail
+
+
 def write_protocol_error(sock, status: int, reason: str, detail: str) -> None:
     """gunicorn's answer to a request it cannot parse (a malformed line or header, a head too
     large), in place of its HTML page: haraqa's ``X-Errors`` and a text body, so clients see an
     error (haraqa's Go client takes any answer without ``X-Errors`` for success)."""
-    text = INTERNAL if status == 500 else f"invalid request: {detail or reason.lower()}"
+    text = INTERNAL if status == 500 else f"invalid request: {_unwrapped(status, detail) or reason.lower()}"
     text = "".join(c if " " <= c <= "~" else "?" for c in text[:ERROR_DETAIL_CHARS])  # it may quote the request
     body = text.encode("ascii")
     head = (
