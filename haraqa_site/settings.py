@@ -81,6 +81,7 @@ INSTALLED_APPS = [
 # The optional middlewares below step aside (MiddlewareNotUsed) when their flag is off.
 MIDDLEWARE = [
     "queues.metrics.PrometheusBeforeMiddleware",
+    "queues.middleware.AllowedHostsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "queues.middleware.StaticFilesMiddleware",
     "queues.middleware.CorsMiddleware",

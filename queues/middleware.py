@@ -1,5 +1,6 @@
-"""Site-wide middlewares: haraqa's CORS headers, whitenoise for the self-hosted static files,
-and Django's session, user and message middlewares narrowed to the admin pages."""
+"""Site-wide middlewares: the host check, haraqa's CORS headers, whitenoise for the
+self-hosted static files, and Django's session, user and message middlewares narrowed to the
+admin pages."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
+from django.conf import settings
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import MiddlewareNotUsed
 from whitenoise.middleware import WhiteNoiseMiddleware
@@ -15,6 +17,21 @@ from queues.conf import conf
 
 # Browsers hide response headers from cross-origin scripts unless they are listed here.
 EXPOSED_HEADERS = "X-Sizes, X-Errors, X-Start-Time, X-End-Time"
+
+
+class AllowedHostsMiddleware:
+    """``DJANGO_ALLOWED_HOSTS`` for every request, the API's too: Django checks the ``Host``
+    header only where a view asks for it (the admin), so the API would answer any host.
+    Not used with the default ``*``, which allows them all."""
+
+    def __init__(self, get_response):
+        if "*" in settings.ALLOWED_HOSTS:
+            raise MiddlewareNotUsed
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.get_host()  # DisallowedHost: Django answers 400 (handler400)
+        return self.get_response(request)
 
 
 class CorsMiddleware:

@@ -38,6 +38,7 @@ BAD_INPUT = [
     ("PUT", "a//b", {}, b"", 400, "invalid topic"),
     ("PUT", "a%5Cb", {}, b"", 400, "invalid topic"),
     ("PUT", "a%00b", {}, b"", 400, "invalid topic"),
+    ("PATCH", "t", {}, b"", 400, "invalid body: invalid json entry"),
     ("PATCH", "t", {}, b"{", 400, "invalid body: invalid json entry"),
     ("PATCH", "t", {}, b"[1]", 400, "invalid body: invalid json entry"),
     ("PATCH", "t", {}, b'{"truncate": "x"}', 400, "invalid body: invalid json entry"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
+from django.core.exceptions import SuspiciousOperation
 from django.http import Http404, HttpResponse
 from gunicorn import util
 from rest_framework import exceptions
@@ -15,6 +16,7 @@ from queues.storage import errors as storage
 logger = logging.getLogger(__name__)
 INTERNAL = "internal server error"
 NOT_FOUND = "not found"
+BAD_REQUEST = "bad request"
 ERROR_DETAIL_CHARS = 200  # of gunicorn's description of a bad request, which may quote the request
 _GUNICORN_WRAPPING = re.compile(r"Invalid (?:Request Line|Method|HTTP Version) '(.*)'", re.S)
 
@@ -40,8 +42,15 @@ class HaraqaError(Exception):
         self.status = status
 
 
+def no_content() -> HttpResponse:
+    """A 204: no body, so no ``Content-Type`` (Django would add text/html; haraqa sends none)."""
+    response = HttpResponse(status=204)
+    del response["Content-Type"]
+    return response
+
+
 def error_response(text: str, status: int) -> HttpResponse:
-    response = HttpResponse(b"" if status == 204 else text, status=status, content_type="text/plain")
+    response = no_content() if status == 204 else HttpResponse(text, status=status, content_type="text/plain")
     response["X-Errors"] = text
     return response
 
@@ -60,6 +69,8 @@ def haraqa_exception_handler(exc: Exception, context: dict) -> HttpResponse:
         return error_response(str(exc.detail), exc.status_code)
     if isinstance(exc, Http404):  # Django's, which DRF's own handler turns into its 404
         return error_response(NOT_FOUND, 404)
+    if isinstance(exc, SuspiciousOperation):  # as Django answers it elsewhere (handler400)
+        return error_response(BAD_REQUEST, 400)
     if isinstance(exc, OSError):
         logger.error("I/O failure: %s", exc.strerror)
         return error_response(f"storage i/o error: {exc.strerror or 'unknown'}", 500)
@@ -75,7 +86,7 @@ def not_found(request, exception) -> HttpResponse:
 
 
 def bad_request(request, exception) -> HttpResponse:
-    return error_response("bad request", 400)
+    return error_response(BAD_REQUEST, 400)
 
 
 def server_error(request) -> HttpResponse:

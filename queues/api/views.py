@@ -19,7 +19,7 @@ from queues.conf import conf, get_store
 from queues.storage import InvalidTopic, MessageRange, normalize_topic
 
 from . import corking, deadlines, headers, schema, watch
-from .errors import HaraqaError, error_response
+from .errors import HaraqaError, error_response, no_content
 
 ANSIC = "%a %b %d %H:%M:%S %Y"
 INVALID_JSON = "invalid body: invalid json entry"
@@ -67,7 +67,7 @@ class TopicListApi(HaraqaApiView):
     def get(self, request):
         query = request.GET  # the filters haraqa's Go client sends, all of them applying
         topics = get_store().list_topics(query.get("regex") or None, query.get("prefix", ""), query.get("suffix", ""))
-        accept = headers.header(request, "Accept", "")
+        accept = headers.header(request, "Accept", "").lower()
         if "application/json" in accept:
             return JsonResponse({"topics": topics})
         if "text/html" in accept:
@@ -87,7 +87,7 @@ class TopicApi(HaraqaApiView):
     @schema.delete_topic
     def delete(self, request, topic: str):
         get_store().delete_topic(topic)
-        return HttpResponse(status=204)
+        return no_content()
 
     @schema.produce
     def post(self, request, topic: str):
@@ -97,7 +97,7 @@ class TopicApi(HaraqaApiView):
         length = None if chunked else headers.content_length(http)
         get_store().produce(topic, sizes, deadlines.client_body(http, chunked), length)
         metrics.record_produce(len(sizes), sum(sizes) if length is None else length)  # the store checked they agree
-        return HttpResponse(status=204)
+        return no_content()
 
     @schema.consume
     def get(self, request, topic: str):
@@ -119,7 +119,7 @@ class TopicApi(HaraqaApiView):
         http = request._request  # as in post
         before_id, before = _parse_modify(deadlines.whole_body(http, headers.is_chunked(http)))
         if not before_id and before is None:
-            return HttpResponse(status=204)
+            return no_content()
         offsets = get_store().truncate(topic, before_id=before_id or None, before=before)
         return JsonResponse({"minOffset": offsets.min_offset, "maxOffset": offsets.max_offset})
 
@@ -185,15 +185,18 @@ def _ansic_time(seconds: int) -> str:
 
 
 def _parse_modify(body: bytes) -> tuple[int, datetime | None]:
-    """``{"truncate": ID, "before": "RFC3339"}`` -> (ID or 0, time or None)."""
+    """``{"truncate": ID, "before": "RFC3339"}`` -> (ID or 0, time or None), read as Go's
+    decoder reads it into haraqa's request: other fields are ignored, ``null`` is an empty
+    request, an empty body is an error; a negative ID removes nothing."""
     try:
-        entry = json.loads(body or b"{}")
+        entry = json.loads(body) if body else None
     except (ValueError, UnicodeDecodeError):
         raise HaraqaError(INVALID_JSON) from None
-    if not isinstance(entry, dict) or set(entry) - {"truncate", "before"}:
+    if not body or not isinstance(entry, dict | None):
         raise HaraqaError(INVALID_JSON)
+    entry = entry or {}
     truncate = entry.get("truncate", 0)
-    if isinstance(truncate, bool) or not isinstance(truncate, int) or not 0 <= truncate < headers.INT64.stop:
+    if isinstance(truncate, bool) or not isinstance(truncate, int) or truncate not in headers.INT64:
         raise HaraqaError(INVALID_JSON)
     before = entry.get("before")
     if before is None or before == "0001-01-01T00:00:00Z":  # Go's zero time: not set

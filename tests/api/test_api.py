@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
 
 import pytest
+from django.core.exceptions import DisallowedHost
 from django.http import Http404
 from django.test import Client, RequestFactory
 from rest_framework.permissions import IsAuthenticated
@@ -229,6 +231,9 @@ def test_limit_defaults_and_segment_end(client, settings):
 
 @pytest.mark.parametrize("accept, content_type, text", [
     ("application/json", "application/json", '{"topics": ["a", "b/c"]}'),
+    ("Application/JSON", "application/json", '{"topics": ["a", "b/c"]}'),  # media types ignore case
+    ("TEXT/HTML", "text/html", '<!doctype html><title>topics</title><ul><li><a href="/topics/a">a</a></li>'
+     '<li><a href="/topics/b/c">b/c</a></li></ul>'),
     ("text/csv", "text/csv", "a,b/c"),
     ("*/*", "text/csv", "a,b/c"),
     ("application/x-nonsense", "text/csv", "a,b/c"),
@@ -285,6 +290,19 @@ def test_delete_is_idempotent(client):
     assert consume(client, "t").status_code == 412
 
 
+def test_answers_without_a_body_carry_no_content_type(client):
+    """As haraqa's: a 204 has nothing to type (Django would call it text/html)."""
+    client.put("/topics/t")
+    answers = [
+        produce(client, "t", [b"x"]),
+        client.patch("/topics/t", '{"truncate": 0}', content_type="application/json"),
+        consume(client, "t", "5"),
+        client.delete("/topics/t"),
+    ]
+    assert [(a.status_code, a.has_header("Content-Type")) for a in answers] == [(204, False)] * 4
+    assert answers[2]["X-Errors"] == "no content"
+
+
 def test_patch_truncates_and_reports_offsets(client):
     client.put("/topics/t")
     produce(client, "t", [b"x"] * 12)
@@ -293,6 +311,20 @@ def test_patch_truncates_and_reports_offsets(client):
     assert client.patch("/topics/t", '{"truncate": 0}', content_type="application/json").status_code == 204
     response = client.patch("/topics/t", '{"before": "2999-01-01T00:00:00Z"}', content_type="application/json")
     assert response.json() == {"minOffset": 10, "maxOffset": 12}
+
+
+def test_patch_bodies_read_as_gos_decoder_reads_them(client):
+    """haraqa decodes the body into its request struct: unknown fields are ignored, JSON null
+    is an empty request (204, nothing to do), a negative id removes nothing but answers the offsets."""
+    client.put("/topics/t")
+    produce(client, "t", [b"x"] * 12)
+    patch = functools.partial(client.patch, "/topics/t", content_type="application/json")
+    assert patch('{"truncate": 0, "compact": true}').status_code == 204
+    assert patch("null").status_code == 204
+    response = patch('{"truncate": -1}')
+    assert (response.status_code, response.json()) == (200, {"minOffset": 0, "maxOffset": 12})
+    response = patch('{"truncate": 6, "owner": "x"}')
+    assert (response.status_code, response.json()) == (200, {"minOffset": 5, "maxOffset": 12})
 
 
 def test_options_echoes_the_preflight(client):
@@ -338,6 +370,21 @@ def test_unknown_paths_and_unexpected_failures_carry_x_errors(client):
     assert b"/" not in response.content
     response = haraqa_exception_handler(Http404("no /srv/volumes/secret"), {})
     assert (response.status_code, response["X-Errors"]) == (404, "not found")
+    response = haraqa_exception_handler(DisallowedHost("Invalid HTTP_HOST header: 'evil'"), {})
+    assert (response.status_code, response["X-Errors"]) == (400, "bad request")
+
+
+def test_allowed_hosts_apply_to_every_page_when_set(settings, api_volumes):
+    settings.ALLOWED_HOSTS = ["queue.example"]
+    Client(HTTP_HOST="queue.example").put("/topics/t")
+    before = snapshot(api_volumes)
+    stranger = Client(HTTP_HOST="evil.example")
+    for response in (stranger.post("/topics/t", b"x", content_type="application/octet-stream", headers={"X-Sizes": "1"}),
+                     stranger.get("/topics"), stranger.get("/docs/swagger"), stranger.get("/admin/login/")):
+        assert (response.status_code, response["X-Errors"]) == (400, "bad request")
+    assert snapshot(api_volumes) == before
+    allowed = Client(HTTP_HOST="queue.example:4353")
+    assert [allowed.get(path).status_code for path in ("/topics", "/docs/swagger")] == [200, 200]
 
 
 def test_gunicorn_protocol_errors_are_written_as_haraqa_errors():
