@@ -1,4 +1,4 @@
-"""WIRE.md's bad-input table, shared by the test-client and the live-server tests."""
+"""docs/WIRE.md's bad-input table, shared by the test-client and the live-server tests."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 #
 #   tests/goclient/run.sh HARAQA_CHECKOUT [URL]
 #
-# HARAQA_CHECKOUT: a clone of github.com/haraqa/haraqa (WIRE.md was measured at e6c7ec5).
+# HARAQA_CHECKOUT: a clone of github.com/haraqa/haraqa (docs/WIRE.md was measured at e6c7ec5).
 # Built in GOPATH mode against Debian's packages, so nothing is downloaded: golang-go,
 # golang-github-gorilla-websocket-dev, golang-github-pkg-errors-dev (the client's dependencies).
 # Without URL, a `manage.py serve` with 2 workers and 3 volumes is started in a temp dir.
