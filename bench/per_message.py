@@ -11,6 +11,7 @@ leave for them over the bare view that the in-process benchmark measures for the
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -75,4 +76,5 @@ def _inprocess_baselines() -> dict[str, float]:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

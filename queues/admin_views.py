@@ -506,7 +506,7 @@ def report_context(report: dict[str, Any]) -> dict[str, Any]:
             ("Topics", report["topics"]),
             ("Segments checked", report["segments"]),
             ("Bytes checked", filesizeformat(report["bytes_checked"])),
-            ("Bytes copied", filesizeformat(report["bytes_copied"])),
+            ("Bytes written", filesizeformat(report["bytes_copied"])),
             ("Problems found", len(report["problems"])),
             ("Repaired", report["repaired"]),
             ("Unrepairable messages", report["unrepairable"]),

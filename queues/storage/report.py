@@ -16,6 +16,11 @@ def id_ranges(ids: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 message``, ``2 messages``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def format_ranges(runs: list[tuple[int, int]]) -> str:
     return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs)
 
@@ -54,8 +59,9 @@ class Lost:
     last_id: int
 
     def describe(self) -> str:
-        ids = str(self.first_id) if self.first_id == self.last_id else f"{self.first_id}..{self.last_id}"
-        return f"topic {self.topic!r}: messages {ids} are damaged on every volume (unrepairable)"
+        if self.first_id == self.last_id:
+            return f"topic {self.topic!r}: message {self.first_id} is damaged on every volume (unrepairable)"
+        return f"topic {self.topic!r}: messages {self.first_id}..{self.last_id} are damaged on every volume (unrepairable)"
 
 
 @dataclass
@@ -65,8 +71,8 @@ class Report:
     deep: bool
     topics: int = 0
     segments: int = 0
-    bytes_checked: int = 0  # bytes read from segment files to verify them
-    bytes_copied: int = 0  # bytes written by repairs
+    bytes_checked: int = 0  # message bytes read from segment files to verify them
+    bytes_copied: int = 0  # bytes written by repairs (copies, and the marks on damaged messages)
     problems: list[Problem] = field(default_factory=list)
     lost: list[Lost] = field(default_factory=list)
 
@@ -91,12 +97,20 @@ class Report:
     def lines(self) -> list[str]:
         return [p.describe() for p in self.problems] + [lost.describe() for lost in self.lost]
 
+    @property
+    def state(self) -> str:
+        if self.healthy:
+            return "healthy"
+        if self.ok:
+            return "repaired"
+        return "unrepairable messages" if self.lost else "problems found"
+
     def summary(self) -> str:
-        state = "healthy" if self.healthy else ("repaired" if self.ok else "NOT OK")
         return (
-            f"{state}: {self.topics} topics, {self.segments} segments checked, {self.bytes_checked} bytes read, "
-            f"{self.bytes_copied} bytes copied, {self.repaired} problems repaired of {len(self.problems)}, "
-            f"{self.unrepairable} messages unrepairable"
+            f"{self.state}: {counted(self.topics, 'topic')}, {counted(self.segments, 'segment')} checked, "
+            f"{counted(self.bytes_checked, 'message byte')} checked, {counted(self.bytes_copied, 'byte')} written, "
+            f"{self.repaired} of {counted(len(self.problems), 'problem')} repaired, "
+            f"{counted(self.unrepairable, 'message')} unrepairable"
         )
 
     def to_dict(self) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from typing import TextIO
 
@@ -16,10 +17,11 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
 from queues.conf import conf
 from queues.storage import InvalidTopic, Report, Store, TopicNotFound, VolumeError
+from queues.storage.report import counted
 
 logger = logging.getLogger("queues.recovery")
 BAR_WIDTH = 30
-COLUMNS = ("topics", "segments checked", "bytes checked", "bytes copied", "repaired", "unrepairable")
+COLUMNS = ("topics", "segments checked", "bytes checked", "bytes written", "repaired", "unrepairable")
 
 
 class Command(BaseCommand):
@@ -72,9 +74,10 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report.to_dict(), indent=2))
         else:
             self.stdout.write(render(report))
-        if not report.ok:
-            left = f"{report.unrepairable} messages unrepairable" if report.lost else "problems found (dry run)"
-            raise CommandError(left, returncode=1)
+        if not report.ok:  # an outcome, not a failure of the command: no CommandError
+            left = f"{counted(report.unrepairable, 'message')} unrepairable" if report.lost else "problems found (dry run)"
+            self.stderr.write(left, style_func=_plain)
+            sys.exit(1)
 
 
 def render(report: Report) -> str:
@@ -93,7 +96,7 @@ def render(report: Report) -> str:
     widths = [max(len(c), len(v)) for c, v in zip(COLUMNS, values)]
     lines.append("  ".join(c.rjust(w) for c, w in zip(COLUMNS, widths)))
     lines.append("  ".join(v.rjust(w) for v, w in zip(values, widths)))
-    lines.append(f"Result: {report.summary().split(':')[0]}")
+    lines.append(f"Result: {report.state}")
     return "\n".join(lines)
 
 
@@ -121,7 +124,7 @@ class ProgressBar:
         self.shown, self.drawn = now, True
         share = done / total if total else 1.0
         filled = int(share * BAR_WIDTH)
-        text = f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {share:4.0%} {human_bytes(done)}/{human_bytes(total)} {item}"
+        text = f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {share:4.0%} {item}"
         self.out.write(text[:160].ljust(80), style_func=_plain, ending="")
         self.out.flush()
 
@@ -156,7 +159,6 @@ def recover_at_startup(volumes: list[str], deep: bool, out: OutputWrapper) -> Re
     started = time.monotonic()
     report = Store(volumes).check(fix=True, deep=deep)
     for line in report.lines():
-        out.write(f"recovery: {line}")
         logger.warning("startup recovery: %s", line)
     out.write(f"recovery ({'full' if deep else 'quick'}) in {time.monotonic() - started:.1f}s: {report.summary()}")
     return report

@@ -28,6 +28,7 @@ from queues import metrics
 from queues.api import deadlines, errors, watch
 from queues.conf import conf
 from queues.storage import Store, VolumeError
+from queues.storage.report import counted
 
 from .recover import recover_at_startup
 
@@ -183,7 +184,8 @@ class Command(BaseCommand):
 
         address = f"{opts['bind']}:{opts['port']}"
         self.stdout.write(
-            f"haraqa serving http://{address}/topics with {opts['workers']} workers x {opts['threads']} threads; "
+            f"haraqa serving http://{address}/topics with {counted(opts['workers'], 'worker')} x "
+            f"{counted(opts['threads'], 'thread')}; "
             f"volumes {', '.join(volumes)} (reads from the last); fsync={opts['fsync']}"
         )
         self.stdout.write(_urls_line(address, opts))
