@@ -188,13 +188,16 @@ def _parse_modify(body: bytes) -> tuple[int, datetime | None]:
     """``{"truncate": ID, "before": "RFC3339"}`` -> (ID or 0, time or None), read as Go's
     decoder reads it into haraqa's request: other fields are ignored, ``null`` is an empty
     request, an empty body is an error; a negative ID removes nothing."""
+    if not body:
+        raise HaraqaError(INVALID_JSON)
     try:
-        entry = json.loads(body) if body else None
+        entry = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise HaraqaError(INVALID_JSON) from None
-    if not body or not isinstance(entry, dict | None):
+    if entry is None:
+        entry = {}
+    if not isinstance(entry, dict):
         raise HaraqaError(INVALID_JSON)
-    entry = entry or {}
     truncate = entry.get("truncate", 0)
     if isinstance(truncate, bool) or not isinstance(truncate, int) or truncate not in headers.INT64:
         raise HaraqaError(INVALID_JSON)
