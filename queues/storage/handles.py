@@ -19,7 +19,7 @@ import weakref
 from collections import OrderedDict
 
 from .layout import TopicDir, read_commit_fd
-from .locks import lock_paths, open_lock_file, thread_lock
+from .locks import flocked, lock_paths, thread_lock
 from .records import Commit
 
 DESCRIPTORS_PER_VOLUME = 4  # lock, commit, data and index file of a topic
@@ -74,7 +74,8 @@ class TopicFiles:
     def lock_volumes(self) -> None:
         """With the turn taken: the flock on every volume, which other processes wait for."""
         for i, path in enumerate(self._lock_paths):
-            self._lock_fds[i] = _flocked(self._lock_fds[i], path)
+            fd, self._lock_fds[i] = self._lock_fds[i], -1  # flocked owns it until it returns one
+            self._lock_fds[i] = flocked(fd, path)
 
     def end_turn(self, volumes_locked: bool = True) -> None:
         """Release the flocks (if taken) and the thread lock."""
@@ -208,18 +209,6 @@ def _drop_inherited() -> None:
 
 
 os.register_at_fork(after_in_child=_drop_inherited)
-
-
-def _flocked(fd: int, path: str) -> int:
-    """``fd`` (or ``path`` opened anew) flocked, and still the file at ``path``."""
-    while True:
-        if fd < 0:
-            fd = open_lock_file(path)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_nlink:
-            return fd
-        os.close(fd)  # the lock file was removed: lock the one now at its path
-        fd = -1
 
 
 def linked(fd: int) -> int:

@@ -53,9 +53,7 @@ class topic_lock:  # noqa: N801 - used like a function: ``with topic_lock(volume
         self._thread_lock.acquire()
         try:
             for path in self._paths:
-                fd = open_lock_file(path)
-                self._fds.append(fd)
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._fds.append(flocked(-1, path))
         except BaseException:
             self.__exit__()
             raise
@@ -65,6 +63,24 @@ class topic_lock:  # noqa: N801 - used like a function: ``with topic_lock(volume
             os.close(fd)  # closing the descriptor releases its flock
         self._fds.clear()
         self._thread_lock.release()
+
+
+def flocked(fd: int, path: str) -> int:
+    """``fd`` (or, if -1, ``path`` opened anew) flocked, and still the file at ``path``: a lock
+    taken on a lock file removed meanwhile (its volume wiped) would exclude nobody. Takes
+    ``fd`` over: on failure it is closed."""
+    while True:
+        if fd < 0:
+            fd = open_lock_file(path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink:
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # lock the file now at its path instead
+        fd = -1
 
 
 def open_lock_file(path: str) -> int:

@@ -2,9 +2,9 @@
 and with ``fix=True`` repair what can be repaired.
 
 One operation, three callers: ``manage.py recover``, the admin's check button and
-``serve`` at startup (``Store.check`` delegates here). Each topic is checked under the
-same lock produce takes (``locks.topic_lock``), so a check can run while the server
-serves; readers take no lock and see either the old file or the repaired one.
+``serve`` at startup (``Store.check`` delegates here). Each topic is checked under its
+topic lock (``locks.topic_lock``: the flocks produce takes too), so a check can run while
+the server serves; readers take no lock and see either the old file or the repaired one.
 
 Which copy wins (haraqa's rule, made safe): the commit with the highest ``next_id`` is
 the target (a commit written to the first volumes but not yet the last one is rolled
