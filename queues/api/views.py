@@ -107,7 +107,7 @@ class TopicApi(HaraqaApiView):
         limit = headers.message_limit(http, conf.limit)
         store = get_store()
         if group:
-            messages = store.consume_group(topic, group, start, limit)
+            messages = store.consume_group(topic, group, start, limit, advance=http.method != "HEAD")  # HEAD delivers nothing
         else:
             messages = store.consume(topic, start, limit)
         metrics.record_consume(messages.sizes, messages.byte_count, store.degraded_reads)

@@ -253,11 +253,12 @@ class Store:
             )
         return result
 
-    def consume_group(self, topic: str, group: str, start: int, limit: int) -> MessageRange:
+    def consume_group(self, topic: str, group: str, start: int, limit: int, advance: bool = True) -> MessageRange:
         """Consume for a consumer group: from ``start`` or, if negative, the group's next id (or,
         once a truncate removed that, the first message still stored).
 
-        The group's offset moves past what is returned (at-most-once per group).
+        The group's offset moves past what is returned (at-most-once per group), unless
+        ``advance`` is false (a look that delivers nothing, such as HTTP's HEAD).
         """
         topic, group = self._existing_topic(topic), check_group(group)
         with topic_lock(self.volumes, topic):
@@ -272,7 +273,7 @@ class Store:
                     result = self._read(dirs, start, limit)
                 except MessageIdTruncated as exc:  # the group fell behind a truncate: go on from what is left
                     result = self._read(dirs, exc.first_id, limit)
-            for topic_dir in dirs:
+            for topic_dir in dirs if advance else ():
                 topic_dir.write_group(group, result.first_id + len(result.sizes), self.durable)
             return result
 

@@ -344,6 +344,15 @@ def test_consumer_group_advances(client):
     assert client.get("/topics/t", headers={"X-Limit": "2", **group}).status_code == 204
 
 
+def test_head_with_a_consumer_group_shows_the_next_messages_without_taking_them(client):
+    client.put("/topics/t")
+    produce(client, "t", [b"a", b"b", b"c"])
+    group = {"X-Consumer-Group": "workers", "X-Limit": "2"}
+    head = read(client.head("/topics/t", headers=group))
+    assert (head.status_code, head["X-Sizes"], head.body_bytes) == (200, "1:1", b"")
+    assert body(client.get("/topics/t", headers=group)) == b"ab"  # still this group's to take
+
+
 
 
 @pytest.mark.parametrize("method, topic, headers, data, status, error", BAD_INPUT)
