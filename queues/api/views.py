@@ -21,7 +21,6 @@ from queues.storage import InvalidTopic, MessageRange, normalize_topic
 from . import corking, deadlines, headers, schema, watch
 from .errors import HaraqaError, error_response, no_content
 
-ANSIC = "%a %b %d %H:%M:%S %Y"
 INVALID_JSON = "invalid body: invalid json entry"
 
 
@@ -180,8 +179,11 @@ def _messages_response(messages: MessageRange, accept: str, sock: socket.socket 
 
 @functools.lru_cache(maxsize=1024)
 def _ansic_time(seconds: int) -> str:
-    """Go's time.ANSIC layout in UTC; messages of a batch, and batches of a second, share one."""
-    return time.strftime(ANSIC, time.gmtime(seconds))
+    """Go's time.ANSIC layout in UTC, ``Mon Jan _2 15:04:05 2006`` (the day padded with a
+    space, which strftime cannot do portably); messages of a batch, and batches of a second,
+    share one."""
+    utc = time.gmtime(seconds)
+    return f"{time.strftime('%a %b', utc)} {utc.tm_mday:2d} {time.strftime('%H:%M:%S %Y', utc)}"
 
 
 def _parse_modify(body: bytes) -> tuple[int, datetime | None]:

@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import socket
+import time
 
 import pytest
 from django.core.exceptions import DisallowedHost
@@ -342,6 +343,21 @@ def test_consumer_group_advances(client):
     assert body(client.get("/topics/t", headers={"X-Id": "-1", "X-Limit": "2", **group})) == b"ab"
     assert body(client.get("/topics/t", headers={"X-Limit": "2", **group})) == b"c"
     assert client.get("/topics/t", headers={"X-Limit": "2", **group}).status_code == 204
+
+
+def test_start_and_end_times_are_in_gos_ansic_layout(client):
+    """As haraqa's Go server formats them (time.ANSIC, UTC): the day is padded with a space."""
+    from queues.api.views import _ansic_time
+
+    assert _ansic_time(0) == "Thu Jan  1 00:00:00 1970"
+    assert _ansic_time(1_000_000_000) == "Sun Sep  9 01:46:40 2001"
+    assert _ansic_time(1_795_000_000) == "Wed Nov 18 11:06:40 2026"
+    client.put("/topics/t")
+    before = int(time.time())
+    produce(client, "t", [b"a", b"b"])
+    response = consume(client, "t")
+    stamps = {_ansic_time(second) for second in range(before, int(time.time()) + 1)}
+    assert response["X-Start-Time"] in stamps and response["X-End-Time"] in stamps
 
 
 def test_head_with_a_consumer_group_shows_the_next_messages_without_taking_them(client):
