@@ -152,7 +152,15 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "haraqa API",
     "DESCRIPTION": (
         "haraqa's HTTP message queue. Messages travel as raw bytes, back to back; the `X-Sizes` header "
-        "gives each message's length. Every error carries its text in the `X-Errors` header and body."
+        "gives each message's length. Every error carries its text in the `X-Errors` header, and in the "
+        "body too except on a 204.\n\n"
+        "Quick start (the server listens on port 4353 by default):\n"
+        "1. `PUT /topics/orders` creates the topic: 201.\n"
+        "2. `POST /topics/orders` with `X-Sizes: 5:5:3` and the body `helloworldabc` stores three messages: 204.\n"
+        "3. `GET /topics/orders` with `X-Id: 0` and `X-Limit: 10` answers 200 with `X-Sizes: 5:5:3` and the "
+        "body `helloworldabc`: split it by the sizes. A consume stops at a segment end, so go on from the next "
+        "id until a 204 says there is nothing more.\n\n"
+        "Watching topics (`GET /ws/topics`, a websocket) and the metrics (`/metrics`) are described in the README."
     ),
     "VERSION": "1.0.0",
     "LICENSE": {"name": "MIT"},

@@ -16,6 +16,7 @@ BINARY = {"type": "string", "format": "binary"}
 TEXT = "text/plain"
 INTEGER = {"type": "integer", "format": "int64"}
 SIZES_PATTERN = r"^[0-9]+(:[0-9]+)*$"
+EXAMPLE_TOPIC = "my-topic"
 
 
 class TopicList(serializers.Serializer):
@@ -24,7 +25,8 @@ class TopicList(serializers.Serializer):
 
 class ModifyTopic(serializers.Serializer):
     truncate = serializers.IntegerField(
-        min_value=0, required=False, help_text="remove whole segments whose messages all have ids below this one"
+        required=False,
+        help_text="remove whole segments whose messages all have ids below this one; 0 or negative: none",
     )
     before = serializers.DateTimeField(
         required=False, help_text="remove whole segments whose messages were all written before this time (RFC 3339)"
@@ -48,7 +50,7 @@ def error(description: str, *texts: str) -> OpenApiResponse:
 def errors_header(*statuses: int) -> OpenApiParameter:
     return OpenApiParameter(
         "X-Errors", str, HEADER, required=True, response=list(statuses),
-        description="the error text (the body repeats it)",
+        description="the error text (the body repeats it, except on a 204, which has no body)",
     )
 
 
@@ -56,7 +58,7 @@ TOPIC = OpenApiParameter(
     "topic", str, OpenApiParameter.PATH,
     description="Topic name, case-insensitive (stored lower-cased). Nested names (`a/b`) are topics too; "
     "empty segments, `.`/`..`, names starting with `.`, backslashes and control characters are refused.",
-    examples=[OpenApiExample("a topic", value="my-topic")],
+    examples=[OpenApiExample("a topic", value=EXAMPLE_TOPIC)],
 )
 INVALID_TOPIC = "invalid topic"
 TOPIC_MISSING = error("the topic does not exist", "topic does not exist")
@@ -64,13 +66,17 @@ OUT_OF_SYNC = error(
     "a volume is missing the topic or disagrees with the others: run recovery",
     "topic is missing on a volume: run recovery", "volumes disagree: run recovery",
 )
-INTERNAL = error("any other failure (the text never reveals server paths)", "internal storage error")
+INTERNAL = error(
+    "a volume failed or holds damaged data (the text never reveals server paths)",
+    "storage i/o error: No space left on device", "internal storage error",
+)
 
 list_topics = extend_schema(
     operation_id="listTopics",
     summary="List topics",
-    description="Every topic, by the client's `Accept`: `application/json` → `{\"topics\": [...]}`, "
-    "`text/html` → a page of links, anything else → comma-separated `text/csv`. Never 406.",
+    description="Every topic, sorted, in the form the client's `Accept` names (case-insensitive): "
+    "`application/json` anywhere in it → `{\"topics\": [...]}`; else `text/html` anywhere → an HTML "
+    "page of links; else comma-separated `text/csv` (also for `*/*`). Never 406.",
     tags=["topics"],
     parameters=[
         OpenApiParameter("prefix", str, QUERY, description="keep only the topics starting with this"),
@@ -132,32 +138,40 @@ delete_topic = extend_schema(
 produce = extend_schema(
     operation_id="produce",
     summary="Produce messages",
-    description="Appends a batch: the body is the messages back to back, `X-Sizes` gives each one's length. "
-    "The batch is stored on every volume before the answer, and becomes visible all at once or not at all. "
-    "Chunked bodies are accepted.",
+    description="Appends a batch to an existing topic (create it first): the body is the messages back to "
+    "back, `X-Sizes` gives each one's length. The batch is stored on every volume before the answer, and "
+    "becomes visible all at once or not at all; the answer does not say which ids it got. Chunked bodies "
+    "are accepted; `Content-Type` is not looked at.",
     tags=["topics"],
     parameters=[
         TOPIC,
         OpenApiParameter(
             "X-Sizes", {"type": "string", "pattern": SIZES_PATTERN}, HEADER, required=True,
             description="each message's size in bytes, `:`-separated (`0` is an empty message); "
-            "they must add up to the body length",
+            "they must add up to the body length. Each at most 4294967295; their sum at most the server's "
+            "--max-batch-bytes (413 beyond)",
             examples=[OpenApiExample("three messages", value="5:5:3")],
         ),
         errors_header(400, 412, 413, 500, 503),
     ],
-    request={"application/octet-stream": BINARY},
+    request={"application/octet-stream": BINARY, TEXT: {"type": "string"}},
     examples=[
         OpenApiExample(
             "hello, world, abc", value="helloworldabc", request_only=True, media_type="application/octet-stream",
             description="with `X-Sizes: 5:5:3`",
-        )
+        ),
+        OpenApiExample(
+            "hello, world, abc (typed)", value="helloworldabc", request_only=True, media_type=TEXT,
+            description="with `X-Sizes: 5:5:3`",
+        ),
     ],
     responses={
         204: OpenApiResponse(description="stored on every volume"),
         (400, TEXT): error(
-            "bad X-Sizes, a body whose length differs from their sum, or an unsafe topic name",
-            "invalid header: X-Sizes", "invalid body: 12 bytes sent, X-Sizes adds up to 13", INVALID_TOPIC,
+            "bad X-Sizes, a body whose length differs from their sum, malformed chunks, or an unsafe topic name",
+            "invalid header: X-Sizes", "invalid body: 12 bytes sent, X-Sizes adds up to 13",
+            "invalid body: shorter than the sum of X-Sizes", "invalid body: longer than the sum of X-Sizes",
+            "invalid body: malformed chunked encoding: Invalid chunk size: b'zz'", INVALID_TOPIC,
         ),
         (412, TEXT): TOPIC_MISSING,
         (413, TEXT): error("the batch is larger than the server's --max-batch-bytes", "batch larger than 1073741824 bytes"),
@@ -170,8 +184,12 @@ consume = extend_schema(
     operation_id="consume",
     summary="Consume messages",
     description="Returns up to `X-Limit` messages from id `X-Id`, back to back; `X-Sizes` gives each length. "
-    "May return fewer than asked (it stops at a segment end), never more. With `X-Consumer-Group` and no "
-    "`X-Id` (or a negative one) the group's next messages are sent and the group moves past them.",
+    "May return fewer than asked, never more: it stops at a segment end (segments hold the server's "
+    "--entries messages, 5000 by default), so a short answer is not the end; go on from the next id "
+    "until 204. With `X-Consumer-Group` and no `X-Id` (or a negative one) the group's next messages are "
+    "sent and the group moves past them (a `HEAD` shows them without moving it); with an `X-Id` the group "
+    "moves past what that sends. The body is `text/plain` when the client's first `Accept` is `text/plain` "
+    "or `text/html`, otherwise `application/octet-stream`.",
     tags=["topics"],
     parameters=[
         TOPIC,
@@ -190,14 +208,22 @@ consume = extend_schema(
         OpenApiParameter("limit", INTEGER, QUERY, description="same as `X-Limit` (the header wins)"),
         OpenApiParameter(
             "X-Consumer-Group", str, HEADER,
-            description="consumer group: its offset advances past what it is sent and survives restarts",
+            description="consumer group (no `/`, no leading `.`, at most 255 bytes): its offset advances past "
+            "what it is sent and survives restarts; after a truncate removed its next message it goes on from "
+            "the first message still stored",
         ),
         OpenApiParameter(
             "X-Sizes", {"type": "string", "pattern": SIZES_PATTERN}, HEADER, required=True, response=[200],
             description="size of each returned message, `:`-separated", examples=[OpenApiExample("sizes", value="5:5:3")],
         ),
-        OpenApiParameter("X-Start-Time", str, HEADER, response=[200], description="write time of the first message (ANSI C format, UTC)"),
-        OpenApiParameter("X-End-Time", str, HEADER, response=[200], description="write time of the last message (ANSI C format, UTC)"),
+        OpenApiParameter(
+            "X-Start-Time", str, HEADER, response=[200], examples=[OpenApiExample("time", value="Fri Nov  7 08:34:05 2026")],
+            description="write time of the first message, to the second: UTC in Go's `time.ANSIC` layout",
+        ),
+        OpenApiParameter(
+            "X-End-Time", str, HEADER, response=[200], examples=[OpenApiExample("time", value="Fri Nov  7 08:34:05 2026")],
+            description="write time of the last message, as `X-Start-Time`",
+        ),
         errors_header(204, 400, 412, 416, 500, 503),
     ],
     request=None,
@@ -215,7 +241,10 @@ consume = extend_schema(
         (412, TEXT): TOPIC_MISSING,
         (416, TEXT): error("the id was removed by a truncate", "message id truncated, first stored id is 5000"),
         (500, TEXT): error(
-            "consumer group state or stored data unreadable", "unable to get consumer offset", "internal storage error"
+            "a message damaged on every volume (the text says where to go on), the group's offset unreadable on "
+            "every volume (recovery resets it), or a volume failure",
+            "message 7 of topic 't' is damaged on every volume and cannot be served; consume from 8",
+            "unable to get consumer offset", "storage i/o error: Input/output error",
         ),
         (503, TEXT): OUT_OF_SYNC,
     },
@@ -224,8 +253,11 @@ consume = extend_schema(
 modify_topic = extend_schema(
     operation_id="modifyTopic",
     summary="Truncate a topic",
-    description="Removes stored messages before an id (`truncate`) and/or a time (`before`), whole segments "
-    "at a time; the segment being written is never removed. `{\"truncate\": 0}` alone does nothing (204).",
+    description="Removes stored messages before an id (`truncate`) and/or a time (`before`, with a time zone), "
+    "whole segments at a time (the server's --entries messages each, 5000 by default); the segment being "
+    "written is never removed, so a truncate inside it removes nothing and still answers the offsets. "
+    "Read as haraqa reads it: other fields are ignored, and a body asking nothing (`{}`, `null`, "
+    "`{\"truncate\": 0}`) answers 204 without looking at the topic. A negative `truncate` removes nothing.",
     tags=["topics"],
     parameters=[TOPIC, errors_header(400, 412, 500)],
     request={"application/json": ModifyTopic},
@@ -238,8 +270,12 @@ modify_topic = extend_schema(
             TopicInfo, description="what is left",
             examples=[OpenApiExample("left", value={"minOffset": 10000, "maxOffset": 12345}, response_only=True)],
         ),
-        204: OpenApiResponse(description="nothing asked, nothing done"),
-        (400, TEXT): error("not the JSON above, or an unsafe topic name", "invalid body: invalid json entry", INVALID_TOPIC),
+        204: OpenApiResponse(description="nothing asked, nothing done (the topic is not looked at)"),
+        (400, TEXT): error(
+            "an empty body, one that is not a JSON object, a `truncate` that is not a 64-bit integer, a `before` "
+            "that is not an RFC 3339 time with a zone; or an unsafe topic name",
+            "invalid body: invalid json entry", INVALID_TOPIC,
+        ),
         (412, TEXT): TOPIC_MISSING,
         (500, TEXT): INTERNAL,
     },
@@ -276,7 +312,12 @@ def drop_trailing_slash_aliases(endpoints, **kwargs):
 
 def add_preflight(result, generator, request, public):
     """Postprocessing hook: drf-spectacular leaves OPTIONS out; haraqa's preflight is part of the API."""
-    topic_path = result.get("paths", {}).get("/topics/{topic}")
-    if topic_path is not None:
-        topic_path["options"] = PREFLIGHT
+    paths = result.get("paths", {})
+    if "/topics/{topic}" in paths:
+        paths["/topics/{topic}"]["options"] = PREFLIGHT
+    if "/topics" in paths:
+        paths["/topics"]["options"] = {
+            **PREFLIGHT, "operationId": "preflightTopics", "summary": "Preflight of the topic list",
+            "parameters": [p for p in PREFLIGHT["parameters"] if p["in"] != "path"],
+        }
     return result

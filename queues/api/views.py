@@ -74,6 +74,9 @@ class TopicListApi(HaraqaApiView):
             return HttpResponse(f"<!doctype html><title>topics</title><ul>{links}</ul>", content_type="text/html")
         return HttpResponse(",".join(topics), content_type="text/csv")
 
+    def options(self, request):
+        return _preflight(request)
+
 
 class TopicApi(HaraqaApiView):
     """One topic: create, delete, produce, consume, truncate, CORS preflight."""
@@ -123,12 +126,7 @@ class TopicApi(HaraqaApiView):
         return JsonResponse({"minOffset": offsets.min_offset, "maxOffset": offsets.max_offset})
 
     def options(self, request, topic: str):
-        response = HttpResponse(status=200)  # Access-Control-Allow-Origin: queues.middleware (--cors)
-        for asked, allowed in (("Headers", "Headers"), ("Method", "Methods")):
-            value = headers.header(request, f"Access-Control-Request-{asked}")
-            if value:
-                response[f"Access-Control-Allow-{allowed}"] = value
-        return response
+        return _preflight(request)
 
 
 class TopicWatchApi(HaraqaApiView):
@@ -154,6 +152,18 @@ class TopicWatchApi(HaraqaApiView):
             return error_response(watch.TOO_MANY, 503)
         # gunicorn's attempt to send this fails quietly (EPIPE): the hub took the connection away
         return HttpResponse(status=101)
+
+
+def _preflight(request) -> HttpResponse:
+    """haraqa's CORS preflight: echo the requested headers and method as allowed (the allowed
+    origin comes from queues.middleware, with --cors)."""
+    response = HttpResponse(status=200)
+    del response["Content-Type"]  # no body
+    for asked, allowed in (("Headers", "Headers"), ("Method", "Methods")):
+        value = headers.header(request, f"Access-Control-Request-{asked}")
+        if value:
+            response[f"Access-Control-Allow-{allowed}"] = value
+    return response
 
 
 class RangeResponse(FileResponse):

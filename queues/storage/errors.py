@@ -13,7 +13,8 @@
     ├── NoContent                    nothing stored at or after the requested id
     ├── MessageIdTruncated           the id was removed by a truncate
     ├── Corruption                   on-disk data fails its checks
-    │   └── MessageDamaged           a message recovery found damaged on every volume
+    │   ├── MessageDamaged           a message recovery found damaged on every volume
+    │   └── GroupOffsetCorrupt       a consumer group's offset is unreadable on every volume
     └── VolumeError                  a volume cannot be read or written
         └── VolumesOutOfSync         volumes disagree beyond a torn tail: run recovery
 """
@@ -86,6 +87,11 @@ class MessageDamaged(Corruption):
             f"consume from {message_id + 1}"
         )
         self.message_id = message_id
+
+
+class GroupOffsetCorrupt(Corruption):
+    def __init__(self) -> None:
+        super().__init__("unable to get consumer offset")  # haraqa's text
 
 
 class VolumeError(StorageError):

@@ -23,6 +23,7 @@ from .consume import MessageRange, SegmentCache, read_from_volumes
 from .errors import (
     BatchTooLarge,
     Corruption,
+    GroupOffsetCorrupt,
     InvalidBody,
     InvalidRegex,
     InvalidSizes,
@@ -258,7 +259,9 @@ class Store:
         once a truncate removed that, the first message still stored).
 
         The group's offset moves past what is returned (at-most-once per group), unless
-        ``advance`` is false (a look that delivers nothing, such as HTTP's HEAD).
+        ``advance`` is false (a look that delivers nothing, such as HTTP's HEAD). Raises
+        InvalidTopic, InvalidGroup, TopicNotFound, NoContent, MessageIdTruncated (with ``start``),
+        GroupOffsetCorrupt (recovery resets such a group), Corruption.
         """
         topic, group = self._existing_topic(topic), check_group(group)
         with topic_lock(self.volumes, topic):
@@ -268,7 +271,7 @@ class Store:
             if start >= 0:
                 result = self._read(dirs, start, limit)
             else:
-                start = next((n for d in reversed(dirs) if (n := d.read_group(group)) is not None), 0)
+                start = _group_offset(dirs, group)
                 try:
                     result = self._read(dirs, start, limit)
                 except MessageIdTruncated as exc:  # the group fell behind a truncate: go on from what is left
@@ -410,6 +413,20 @@ def _roll_forward(source: TopicDir, target: TopicDir, old: Commit, new: Commit) 
             wanted[-RECORD_SIZE:]
         ).end:
             raise VolumesOutOfSync("volumes disagree: run recovery")
+
+
+def _group_offset(dirs: tuple[TopicDir, ...], group: str) -> int:
+    """The group's next id, from the last volume holding a sound record of it; 0 for a new
+    group. A group whose records are all unreadable is refused, not restarted from 0."""
+    unreadable = False
+    for topic_dir in reversed(dirs):
+        next_id = topic_dir.read_group(group)
+        if next_id is not None:
+            return next_id
+        unreadable = unreadable or os.path.exists(topic_dir.group_path(group))
+    if unreadable:
+        raise GroupOffsetCorrupt()
+    return 0
 
 
 def _segment_after(segments: list[int], first: int) -> int:

@@ -16,7 +16,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
 SUMMARIES = ["List topics", "Create a topic", "Delete a topic", "Produce messages", "Consume messages",
-             "Truncate a topic", "CORS preflight"]
+             "Truncate a topic", "CORS preflight", "Preflight of the topic list"]
 
 
 @pytest.fixture

@@ -35,15 +35,16 @@ def test_schema_is_valid_openapi_and_generates_without_warnings(capsys):
 
 def test_every_api_operation_is_described_once(schema):
     assert set(schema["paths"]) == {"/topics", "/topics/{topic}"}
-    assert set(schema["paths"]["/topics"]) == {"get"}
+    assert set(schema["paths"]["/topics"]) == {"get", "options"}
     assert set(schema["paths"]["/topics/{topic}"]) == TOPIC_METHODS
 
 
 def test_produce_takes_raw_bytes_and_requires_x_sizes(schema):
     produce = schema["paths"]["/topics/{topic}"]["post"]
     body = produce["requestBody"]["content"]
-    assert set(body) == {"application/octet-stream"}
+    assert list(body) == ["application/octet-stream", "text/plain"]  # raw bytes first; text to type in Swagger UI
     assert body["application/octet-stream"]["schema"] == {"type": "string", "format": "binary"}
+    assert body["text/plain"]["schema"] == {"type": "string"}
     sizes = next(p for p in produce["parameters"] if p["name"] == "X-Sizes")
     assert sizes["in"] == "header" and sizes["required"] is True
     assert re.fullmatch(sizes["schema"]["pattern"], "5:0:3") and not re.fullmatch(sizes["schema"]["pattern"], "5:-1")

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import pytest
 
-from queues.storage import Corruption, MessageDamaged, NoContent, Store, TopicNotFound, VolumeError
+from queues.storage import Corruption, GroupOffsetCorrupt, MessageDamaged, NoContent, Store, TopicNotFound, VolumeError
 from queues.storage import verify
 from queues.storage.layout import TopicDir
 from queues.storage.records import RECORD_SIZE, Commit, IndexRecord
@@ -409,6 +409,20 @@ def test_consumer_group_offsets_are_replicated(volumes):
     assert sorted(p.volume for p in report.problems) == volumes[:2]
     assert [TopicDir(v, "t").read_group("g") for v in volumes] == [4, 4, 4]
     assert_identical(volumes)
+
+
+def test_a_group_offset_unreadable_everywhere_is_refused_until_recovery_resets_it(volumes):
+    store, sent = filled(volumes)
+    store.consume_group("t", "g", 0, 5)
+    flip(TopicDir(volumes[2], "t").group_path("g"), 0)
+    assert store.consume_group("t", "g", -1, 2).messages() == sent[5:7]  # another volume's record
+    for volume in volumes:
+        flip(TopicDir(volume, "t").group_path("g"), 1)
+    with pytest.raises(GroupOffsetCorrupt):  # not silently restarted from 0: haraqa's 500
+        store.consume_group("t", "g", -1, 2)
+    report = store.check(fix=True)
+    assert [p.what for p in report.problems] == ["consumer group 'g': offset corrupt on every volume, reset to the first message"]
+    assert store.consume_group("t", "g", -1, 2).messages() == sent[:2]
 
 
 # degraded reads and writes through faults
