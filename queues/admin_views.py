@@ -497,11 +497,8 @@ def _epoch(seconds: float | None) -> datetime | None:
 
 def report_context(report: dict[str, Any]) -> dict[str, Any]:
     """A run's report (``Report.to_dict()``) as the page shows it."""
-    result = "healthy" if report["healthy"] else ("repaired" if report["ok"] else "not ok")
-    if not report["fix"] and not report["healthy"]:
-        result = "problems found"
     return {
-        "result": result,
+        "result": report.get("outcome", ""),  # absent from runs recorded by older versions
         "summary": [
             ("Topics", report["topics"]),
             ("Segments checked", report["segments"]),

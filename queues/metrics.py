@@ -90,13 +90,7 @@ def record_watches(count: int) -> None:
 
 def record_recovery(report) -> None:
     """A ``Store.check`` run inside the server (startup recovery, admin) and its outcome."""
-    if report.healthy:
-        result = "healthy"
-    elif report.ok:
-        result = "repaired"
-    else:
-        result = "unrepairable" if report.fix else "problems_found"
-    RECOVERY_RUNS.labels(result).inc()
+    RECOVERY_RUNS.labels(report.outcome.replace(" ", "_")).inc()
     RECOVERY_REPAIRS.inc(report.repaired)
 
 

@@ -98,16 +98,18 @@ class Report:
         return [p.describe() for p in self.problems] + [lost.describe() for lost in self.lost]
 
     @property
-    def state(self) -> str:
+    def outcome(self) -> str:
+        """The one word for a run, wherever it is shown: healthy, repaired, unrepairable (messages
+        damaged on every volume) or problems found (by a dry run, or left unrepaired)."""
         if self.healthy:
             return "healthy"
         if self.ok:
             return "repaired"
-        return "unrepairable messages" if self.lost else "problems found"
+        return "unrepairable" if self.lost else "problems found"
 
     def summary(self) -> str:
         return (
-            f"{self.state}: {counted(self.topics, 'topic')}, {counted(self.segments, 'segment')} checked, "
+            f"{self.outcome}: {counted(self.topics, 'topic')}, {counted(self.segments, 'segment')} checked, "
             f"{counted(self.bytes_checked, 'message byte')} checked, {counted(self.bytes_copied, 'byte')} written, "
             f"{self.repaired} of {counted(len(self.problems), 'problem')} repaired, "
             f"{counted(self.unrepairable, 'message')} unrepairable"
@@ -115,5 +117,6 @@ class Report:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data.update(repaired=self.repaired, unrepairable=self.unrepairable, healthy=self.healthy, ok=self.ok)
+        data.update(repaired=self.repaired, unrepairable=self.unrepairable, healthy=self.healthy, ok=self.ok,
+                    outcome=self.outcome)
         return data

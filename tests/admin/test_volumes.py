@@ -83,7 +83,7 @@ def test_messages_damaged_on_every_volume_are_reported_unrepairable(admin_client
     admin_client.post(volume_url("recover"))
     wait_for_runs()
     page = admin_client.get(volume_url("changelist"))
-    assert page.context["report"]["result"] == "not ok"
+    assert page.context["report"]["result"] == "unrepairable"
     assert page.context["report"]["lost"] == [{"topic": "t", "first_id": 1, "last_id": 1}]
     assert "Unrepairable" in page.content.decode()
     rows = admin_client.get(topic_url("change", "t")).context["rows"]

@@ -198,7 +198,7 @@ def test_a_message_corrupt_on_every_volume_is_reported_and_refused(server, conne
     assert_identical(volumes)
     again = manage(tmp_path, "recover", *volumes)
     assert again.returncode == 1 and f"message {message} is damaged on every volume" in again.stdout
-    assert again.stdout.endswith("Result: unrepairable messages\n")
+    assert again.stdout.endswith("Result: unrepairable\n")
 
 
 def test_recovery_killed_with_sigkill_completes_on_the_next_run(server_factory, connect, volumes, tmp_path):

@@ -96,7 +96,7 @@ def render(report: Report) -> str:
     widths = [max(len(c), len(v)) for c, v in zip(COLUMNS, values)]
     lines.append("  ".join(c.rjust(w) for c, w in zip(COLUMNS, widths)))
     lines.append("  ".join(v.rjust(w) for v, w in zip(values, widths)))
-    lines.append(f"Result: {report.state}")
+    lines.append(f"Result: {report.outcome}")
     return "\n".join(lines)
 
 
