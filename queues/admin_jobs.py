@@ -15,12 +15,12 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from queues import metrics
 from queues.conf import conf, get_store
+from queues.storage import Report
 
 STATE_FILE = "admin-recovery.json"
 LOCK_FILE = "admin-recovery.lock"
@@ -92,7 +92,7 @@ def _run(lock_fd: int, state: dict[str, Any], fix: bool) -> None:
             os.close(lock_fd)  # releases the flock, even if the state could not be written
 
 
-def run_check(fix: bool, progress: Callable[..., None]) -> Any:
+def run_check(fix: bool, progress: Callable[..., None]) -> Report:
     """The engine's check (see queues.storage.recovery), with progress reported and counted
     in the recovery metrics."""
     report = get_store().check(fix=fix, progress=progress)
@@ -114,13 +114,9 @@ def _progress_writer(state: dict[str, Any], interval: float = 0.25) -> Callable[
     return progress
 
 
-def report_to_json(report: Any) -> Any:
-    """A plain JSON value for the engine's report (a dataclass, a dict or ``to_dict()``)."""
-    if hasattr(report, "to_dict"):
-        report = report.to_dict()
-    elif is_dataclass(report) and not isinstance(report, type):
-        report = asdict(report)
-    return json.loads(json.dumps(report, default=str))
+def report_to_json(report: Report) -> dict:
+    """The engine's report as plain JSON values, as the run's state file keeps it."""
+    return json.loads(json.dumps(report.to_dict(), default=str))
 
 
 def _lock_is_held() -> bool:

@@ -1,8 +1,10 @@
 """The admin's custom pages: topics, one topic and its messages, volumes and recovery runs.
 
 Thin views: parse the request, call the engine (through ``conf``) or ``storage.stats``,
-shape a template context. Engine errors meet HTTP in ``AdminPageView.dispatch`` only.
-Message bytes reach templates as plain strings, so autoescaping always applies.
+shape a template context. Engine errors that fail a page meet HTTP in
+``AdminPageView.dispatch``; the few caught nearer are shown in the page instead (an unreadable
+topic's row, a damaged or truncated message, a bad filter). Message bytes reach templates as
+plain strings, so autoescaping always applies.
 """
 
 from __future__ import annotations

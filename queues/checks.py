@@ -1,5 +1,6 @@
-"""System checks (``manage.py check``): the volumes must be usable. ``serve`` and ``recover``
-refuse the same volumes through ``Store.prepare_volumes`` and their own messages.
+"""System checks (``manage.py check``): the volumes must be usable. ``serve`` refuses the
+same volumes through ``Store.prepare_volumes``, with its own messages; ``recover`` only those it
+cannot check (a file in place of a volume, overlapping volumes).
 
     haraqa.E001  a volume, or the directory it would be created in, is not writable
     haraqa.E002  a volume path exists but is not a directory

@@ -1,4 +1,6 @@
-"""The only reader of HARAQA_* settings; builds the storage engine (``get_store``)."""
+"""The app's reader of HARAQA_* settings; builds the storage engine (``get_store``).
+
+(``serve`` reads them too, once, as its flags' defaults, and writes its flags back.)"""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ import json
 import socket
 import time
 from datetime import datetime
+from urllib.parse import quote
 
 from django.http import FileResponse, HttpResponse, JsonResponse
 from django.utils.html import escape
@@ -70,7 +71,7 @@ class TopicListApi(HaraqaApiView):
         if "application/json" in accept:
             return JsonResponse({"topics": topics})
         if "text/html" in accept:
-            links = "".join(f'<li><a href="/topics/{escape(t)}">{escape(t)}</a></li>' for t in topics)
+            links = "".join(f'<li><a href="/topics/{escape(quote(t))}">{escape(t)}</a></li>' for t in topics)
             return HttpResponse(f"<!doctype html><title>topics</title><ul>{links}</ul>", content_type="text/html")
         return HttpResponse(",".join(topics), content_type="text/csv")
 

@@ -213,13 +213,17 @@ class TopicWatcher:
     """The topics of one watch, with their committed next ids when it was asked for."""
 
     def __init__(self, volumes: list[str], topics: list[str]):
-        """``topics`` are normalised names. Raises TopicNotFound if one is on no volume."""
+        """``topics`` are normalised names. Raises TopicNotFound if one is on no volume,
+        Corruption if no volume's commit record of one can be read."""
         self.dirs = {topic: [TopicDir(volume, topic) for volume in reversed(volumes)] for topic in topics}
         self.next_ids = {}
         for topic, dirs in self.dirs.items():
             self.next_ids[topic] = CommitRecord(dirs).read(keep=False)
-        if any(next_id is None or next_id == DAMAGED for next_id in self.next_ids.values()):
-            raise TopicNotFound("topic does not exist")
+        if any(next_id is None for next_id in self.next_ids.values()):
+            raise TopicNotFound()
+        unreadable = [topic for topic, next_id in self.next_ids.items() if next_id == DAMAGED]
+        if unreadable:
+            raise Corruption(f"the commit record of topic {unreadable[0]!r} cannot be read on any volume: run recovery")
 
 
 def take_over(sock: socket.socket) -> socket.socket:

@@ -172,7 +172,7 @@ def read_range(topic_dir: TopicDir, cache: SegmentCache, start: int, limit: int,
     try:
         commit = read_commit_fd(_kept_open(topic_dir.commit_path), topic_dir.topic)
     except FileNotFoundError:
-        raise TopicNotFound("topic does not exist") from None
+        raise TopicNotFound() from None
     first_wanted = commit.next_id - 1 if start < 0 else start
     if first_wanted < 0 or first_wanted >= commit.next_id:
         raise NoContent("no content")

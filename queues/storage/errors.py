@@ -59,7 +59,8 @@ class InvalidRegex(InvalidInput):
 
 
 class TopicNotFound(StorageError):
-    pass
+    def __init__(self, message: str = "topic does not exist") -> None:  # haraqa's text
+        super().__init__(message)
 
 
 class TopicExists(StorageError):

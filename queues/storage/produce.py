@@ -83,7 +83,7 @@ class QueuedBatch:
 class SegmentPart:
     """The messages of a batch that land in one segment."""
 
-    __slots__ = ("first_id", "start_id", "data_offset", "sizes", "data_end", "is_new", "checksums", "fds")
+    __slots__ = ("first_id", "start_id", "data_offset", "sizes", "data_end", "is_new", "hashes", "fds")
 
     def __init__(self, first_id: int, start_id: int, data_offset: int, sizes: list[int], total: int, is_new: bool):
         self.first_id = first_id  # id of the segment's first message
@@ -92,7 +92,7 @@ class SegmentPart:
         self.sizes = sizes
         self.data_end = data_offset + total
         self.is_new = is_new
-        self.checksums: list[int] = []  # 64-bit message hashes
+        self.hashes: list[int] = []  # 64-bit xxh3 of each message (the index keeps the low 32 bits)
         self.fds: list[tuple[int, int]] = []  # (data fd, index fd) per volume
 
 
@@ -160,7 +160,7 @@ class BatchWriter:
             now = time.time_ns()
             for part in self.parts:
                 offsets = list(accumulate(part.sizes[:-1], initial=part.data_offset))
-                records = pack_index(offsets, part.sizes, part.checksums, now)
+                records = pack_index(offsets, part.sizes, part.hashes, now)
                 position = (part.start_id - part.first_id) * RECORD_SIZE
                 for _, index_fd in part.fds:
                     pwrite_all(index_fd, records, position)
@@ -211,7 +211,7 @@ class BatchWriter:
         """Write the part's bytes, all in ``data``, to every volume; ``hashes``: its messages'."""
         for data_fd, _ in part.fds:
             pwrite_all(data_fd, data, part.data_offset)
-        part.checksums = hashes
+        part.hashes = hashes
 
     def _stream(self, part: SegmentPart, body: BinaryIO) -> None:
         """Copy the part's bytes from ``body`` to every volume, hashing each message.
@@ -219,9 +219,9 @@ class BatchWriter:
         Messages wholly inside a chunk are hashed as in ``_write_whole``; only a message
         that straddles chunks goes through an incremental hasher.
         """
-        sizes, checksums, total = part.sizes, part.checksums, part.data_end - part.data_offset
+        sizes, hashes, total = part.sizes, part.hashes, part.data_end - part.data_offset
         if total == 0:
-            checksums.extend([message_hash(b"")] * len(sizes))
+            hashes.extend([message_hash(b"")] * len(sizes))
             return
         ends = list(accumulate(sizes))
         message, position, straddling = 0, 0, None
@@ -239,11 +239,11 @@ class BatchWriter:
                     continue
                 start = ends[message] - position
                 straddling.update(view[:start])
-                checksums.append(straddling.intdigest())
+                hashes.append(straddling.intdigest())
                 straddling, message = None, message + 1
             whole = bisect.bisect_right(ends, chunk_end, message)
             if whole > message:
-                checksums += message_hashes(view[start : ends[whole - 1] - position], sizes[message:whole])
+                hashes += message_hashes(view[start : ends[whole - 1] - position], sizes[message:whole])
             message = whole
             if message < len(ends):
                 straddling = partial_checksum(view[ends[message - 1] - position if message else 0 :])

@@ -140,7 +140,7 @@ def segment_table(
     """Every volume's segments of ``topic`` (``limit`` of them from position ``start``)
     with sizes and checksum status.
 
-    Uses recovery's ``verify_segment``: the copies' index records and sizes are always
+    Uses ``verify.verify_segment``, as recovery does: the copies' index records and sizes are always
     compared; with ``verify`` every message's checksum is read on every copy (otherwise
     only where the structure disagrees). The segments listed are those of the last
     volume holding a readable commit (haraqa's rule for which copy is authoritative).

@@ -1,8 +1,9 @@
 """The queue store: topics replicated over an ordered list of volumes.
 
 Writes go to every volume in the given order under the topic lock; reads come
-from the last volume and take no lock. The store reads no global state: every
-setting is a constructor argument.
+from the last volume and take no lock. Every setting is a constructor argument; the
+only state shared by the stores of a process is the cache of open topic files
+(``handles.open_topics``), bounded by the process's descriptor limit.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class Store:
         so requests for missing topics leave no lock file behind."""
         topic = normalize_topic(name)
         if not any(d.exists() for d in self._dirs(topic)):
-            raise TopicNotFound("topic does not exist")
+            raise TopicNotFound()
         return topic
 
     # topics
@@ -137,8 +138,11 @@ class Store:
                 write_file_atomically(topic_dir.commit_path, Commit().pack(), self.durable)
 
     def delete_topic(self, topic: str) -> None:
-        """Delete ``topic`` from every volume (nested topics stay). Raises InvalidTopic."""
+        """Delete ``topic`` from every volume (nested topics stay); a missing one is no error.
+        Raises InvalidTopic."""
         topic = normalize_topic(topic)
+        if not any(d.exists() for d in self._dirs(topic)):  # before locking: no lock file for a name never created
+            return
         with topic_lock(self.volumes, topic):
             for topic_dir in self._dirs(topic):
                 _remove_topic_files(topic_dir)
@@ -164,7 +168,7 @@ class Store:
             if commit is not None:
                 segments = [s for s in topic_dir.segments() if s <= commit.active_segment]
                 return Offsets(segments[0] if segments else commit.active_segment, commit.next_id)
-        raise TopicNotFound("topic does not exist")
+        raise TopicNotFound()
 
     # messages
 
@@ -189,13 +193,14 @@ class Store:
         if files is None:  # checked before the lock, so a missing topic leaves no lock file
             self._existing_topic(dirs[0].topic)
             files = open_topics.get(dirs)
+        source: WholeBatch | BinaryIO = body  # a large batch is streamed under the lock
         if total <= PREREAD_BYTES:
-            body = WholeBatch(body, sizes, total, check_end=declared_length is None)
+            source = WholeBatch(body, sizes, total, check_end=declared_length is None)
             if total <= GROUP_BYTES:
-                return self._produce_queued(files, QueuedBatch(sizes, body))
+                return self._produce_queued(files, QueuedBatch(sizes, source))
         with files:
             writer = self._open_writer(files, sizes, total)
-            writer.write(body)
+            writer.write(source)
             return writer.commit.next_id
 
     def _produce_queued(self, files: TopicFiles, batch: QueuedBatch) -> int:
@@ -267,7 +272,7 @@ class Store:
         with topic_lock(self.volumes, topic):
             dirs = self._dirs(topic)
             if not any(d.exists() for d in dirs):
-                raise TopicNotFound("topic does not exist")
+                raise TopicNotFound()
             if start >= 0:
                 result = self._read(dirs, start, limit)
             else:
@@ -283,7 +288,8 @@ class Store:
     def truncate(self, topic: str, before_id: int | None = None, before: datetime | None = None) -> Offsets:
         """Remove whole segments whose messages all precede ``before_id`` / time ``before``.
 
-        The active segment is never removed. Raises InvalidTopic, TopicNotFound.
+        The active segment is never removed. Raises InvalidTopic, TopicNotFound, and
+        VolumesOutOfSync or Corruption when the volumes cannot be reconciled first.
         """
         topic = self._existing_topic(topic)
         with topic_lock(self.volumes, topic):
@@ -356,7 +362,7 @@ class Store:
         """The newest of volumes' disagreeing commits, written to the others once they hold its data."""
         present = [c for c in commits if c is not None]
         if not present:
-            raise TopicNotFound("topic does not exist")
+            raise TopicNotFound()
         if len(present) < len(commits):
             raise VolumesOutOfSync("topic is missing on a volume: run recovery")
         newest = max(present, key=lambda c: c.next_id)

@@ -10,8 +10,9 @@ one. A message that no copy verifies is *lost*: its record is kept (or rebuilt f
 neighbours' offsets when no copy has it) with ``FLAG_DAMAGED`` set in the record's flags
 word, so readers refuse it instead of serving it as valid.
 
-A healthy segment costs one streamed read of every copy (``READ_CHUNK`` at a time), one
-one message checksum per message on the last volume's copy and a byte comparison of the others.
+A deep check of a healthy segment costs one streamed read of every copy (``READ_CHUNK`` at a
+time), one message checksum per message on the last volume's copy and a byte comparison of the
+others; a quick one reads only the index records, and message data only where copies disagree.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import socket
 import time
 
@@ -253,6 +254,14 @@ def test_list_topics_html_escapes_names(client):
     client.put("/topics/%3Cb%3E")
     response = client.get("/topics", HTTP_ACCEPT="text/html")
     assert b"&lt;b&gt;" in response.content and b"<b>" not in response.content
+
+
+def test_list_topics_html_links_reach_names_with_url_characters(client):
+    client.put("/topics/a%23b")
+    client.put("/topics/c%3Fx%3D1")
+    links = re.findall(r'href="([^"]+)"', client.get("/topics", HTTP_ACCEPT="text/html").content.decode())
+    assert links == ["/topics/a%23b", "/topics/c%3Fx%3D1"]
+    assert all(client.get(link, headers={"X-Id": "0"}).status_code == 204 for link in links)  # found, empty
 
 
 def test_list_topics_regex(client):

@@ -14,8 +14,10 @@ import pytest
 from django.test import Client
 
 from queues.api import watch
-from queues.storage import Store, TopicNotFound
+from queues.storage import Corruption, Store, TopicNotFound
+from queues.storage.layout import TopicDir
 from tests.conftest import wait_until
+from tests.faults import flip_byte
 from tests.e2e.websocket import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawWebSocket, close_payload
 
 
@@ -78,6 +80,13 @@ def test_handshake_accept_key_is_rfc_6455s_example():
 def test_a_topic_on_no_volume_is_refused(store):
     with pytest.raises(TopicNotFound):
         watch.TopicWatcher(store.volumes, ["t", "missing"])
+
+
+def test_a_topic_whose_commit_no_volume_can_read_is_a_corruption_not_a_missing_topic(store):
+    for volume in store.volumes:
+        flip_byte(TopicDir(volume, "t").commit_path, 0)
+    with pytest.raises(Corruption, match="commit record of topic 't' cannot be read on any volume"):
+        watch.TopicWatcher(store.volumes, ["t"])
 
 
 def test_an_idle_watch_answering_pings_stays_and_reports_writes(serve, store):

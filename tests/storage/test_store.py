@@ -140,6 +140,8 @@ def test_create_twice_and_missing_topics(store):
     with pytest.raises(TopicNotFound):
         store.consume("nope", 0, 1)
     store.delete_topic("nope")  # deleting a missing topic is fine
+    locks_dir = os.path.join(store.volumes[0], ".locks")
+    assert len(os.listdir(locks_dir)) == 1  # t's: names never created leave no lock file behind
 
 
 @pytest.mark.parametrize(
