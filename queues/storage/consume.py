@@ -22,7 +22,7 @@ from collections import OrderedDict
 
 from .errors import Corruption, MessageDamaged, MessageIdTruncated, NoContent, TopicNotFound
 from .handles import linked
-from .layout import TopicDir, pread_exact, read_commit_fd
+from .layout import TopicDir, first_stored_id, pread_exact, read_commit_fd
 from .records import LENGTH_WORD, RECORD_SIZE, Commit, IndexRecord, is_sealed
 from .verify import FLAG_DAMAGED, FLAGS_BYTE, any_flagged
 
@@ -141,7 +141,7 @@ class SegmentCache:
         with self._guard:
             cached = self._segments.get(key)
         if refresh or not cached or cached[-1] != commit.active_segment:
-            cached = [s for s in topic_dir.segments() if s <= commit.active_segment]
+            cached = topic_dir.committed_segments(commit)
             with self._guard:
                 self._segments[key] = cached
         return cached
@@ -206,8 +206,7 @@ def _locate(
 
 
 def _first_stored(topic_dir: TopicDir, cache: SegmentCache, commit: Commit) -> int:
-    segments = cache.segments(topic_dir, commit, refresh=True)
-    return segments[0] if segments else commit.active_segment
+    return first_stored_id(cache.segments(topic_dir, commit, refresh=True), commit)
 
 
 def _read_segment(topic_dir: TopicDir, first: int, start: int, count: int) -> MessageRange:

@@ -156,6 +156,10 @@ class TopicDir:
             return []
         return sorted(int(m.group(1)) for m in map(SEGMENT_FILE.match, names) if m)
 
+    def committed_segments(self, commit: Commit) -> list[int]:
+        """First ids of the segments ``commit`` counts (a crashed writer may leave a newer one)."""
+        return [s for s in self.segments() if s <= commit.active_segment]
+
     def read_group(self, group: str) -> int | None:
         try:
             with open(self.group_path(group), "rb") as f:
@@ -174,6 +178,12 @@ class TopicDir:
 
 
 SAME_DIRECTORY, INSIDE = "same directory", "inside"
+
+
+def first_stored_id(segments: list[int], commit: Commit) -> int:
+    """The id of the first message still stored: the first committed segment's, or the active
+    one's (the next id to be written) when a truncate or loss left none before it."""
+    return segments[0] if segments else commit.active_segment
 
 
 def overlapping_volumes(volumes: list[str]) -> list[tuple[str, str]]:

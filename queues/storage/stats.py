@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .errors import Corruption, MessageDamaged, NoContent
-from .layout import TopicDir, pread_file, walk_topics
+from .layout import TopicDir, first_stored_id, pread_file, walk_topics
 from .records import RECORD_SIZE, Commit, IndexRecord, message_checksum
 from .store import Store
 from .verify import read_copy, verify_segment
@@ -50,25 +50,20 @@ class VolumeBadge:
     health: Health
 
 
-def committed_segments(topic_dir: TopicDir, commit: Commit) -> list[int]:
-    """First ids of the segments the commit counts (a crashed writer may leave a newer one)."""
-    return [s for s in topic_dir.segments() if s <= commit.active_segment]
-
-
 def topic_stats(volume: str, topic: str) -> TopicStats | None:
     """Summary of ``topic`` on ``volume``; None if it is not there. Raises Corruption."""
     topic_dir = TopicDir(volume, topic)
     commit = topic_dir.read_commit()
     if commit is None:
         return None
-    segments = committed_segments(topic_dir, commit)
+    segments = topic_dir.committed_segments(commit)
     size = commit.data_end
     for first in segments:
         if first != commit.active_segment:
             size += _file_size(topic_dir.segment_path(first, "dat")) or 0
     return TopicStats(
         name=topic,
-        first_id=segments[0] if segments else commit.active_segment,
+        first_id=first_stored_id(segments, commit),
         next_id=commit.next_id,
         bytes=size,
         segments=max(len(segments), 1),
@@ -82,7 +77,7 @@ def topic_health(volumes: list[str], topic: str) -> list[VolumeBadge]:
     for volume in volumes:
         topic_dir = TopicDir(volume, topic)
         commit = _commit_state(topic_dir)
-        states.append(commit if isinstance(commit, str) else (commit, committed_segments(topic_dir, commit)))
+        states.append(commit if isinstance(commit, str) else (commit, topic_dir.committed_segments(commit)))
     return [VolumeBadge(volume, _compare(state, states[-1])) for volume, state in zip(volumes, states)]
 
 
@@ -149,7 +144,7 @@ def segment_table(
     rows: list[list[SegmentRow]] = [[] for _ in volumes]
     commit, source = _last_commit(volumes, topic)
     if commit is not None:
-        segments = committed_segments(source, commit) or [commit.active_segment]
+        segments = source.committed_segments(commit) or [commit.active_segment]
         ends = segments[1:] + [commit.next_id]
         stop = None if limit is None else start + limit
         for first, end in zip(segments[start:stop], ends[start:stop]):

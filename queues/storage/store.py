@@ -35,7 +35,7 @@ from .errors import (
     VolumesOutOfSync,
 )
 from .handles import TopicFiles, open_topics
-from .layout import TopicDir, overlapping_volumes, pread_file, unlink_quietly, write_file_atomically
+from .layout import TopicDir, first_stored_id, overlapping_volumes, pread_file, unlink_quietly, write_file_atomically
 from .locks import LOCK_DIR, topic_lock
 from .names import check_group, normalize_topic
 from .produce import GROUP_BYTES, PREREAD_BYTES, BatchWriter, QueuedBatch, WholeBatch, plan_parts
@@ -166,8 +166,7 @@ class Store:
             except Corruption:
                 continue
             if commit is not None:
-                segments = [s for s in topic_dir.segments() if s <= commit.active_segment]
-                return Offsets(segments[0] if segments else commit.active_segment, commit.next_id)
+                return Offsets(first_stored_id(topic_dir.committed_segments(commit), commit), commit.next_id)
         raise TopicNotFound()
 
     # messages
@@ -296,7 +295,7 @@ class Store:
             dirs = self._dirs(topic)
             read_dir = dirs[-1]
             commit = self._reconciled_commit(dirs)  # repairs a volume that lost the topic first
-            segments = [s for s in read_dir.segments() if s <= commit.active_segment]
+            segments = read_dir.committed_segments(commit)
             before_ns = before.timestamp() * 1e9 if before is not None else None
             removed = 0
             for first, following in zip(segments, segments[1:]):
@@ -308,8 +307,7 @@ class Store:
                     for suffix in SEGMENT_REMOVAL_ORDER:
                         unlink_quietly(topic_dir.segment_path(first, suffix))
                 removed += 1
-            remaining = segments[removed:]
-            return Offsets(remaining[0] if remaining else commit.active_segment, commit.next_id)
+            return Offsets(first_stored_id(segments[removed:], commit), commit.next_id)
 
     # consistency between volumes
 
