@@ -50,7 +50,8 @@ class GoServer:
 def start_go(command: str, volume: Path) -> GoServer:
     port = free_port()
     argv = [part.format(port=port, volume=volume) for part in shlex.split(command)]
-    server = GoServer(f"http://127.0.0.1:{port}", subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = GoServer(f"http://127.0.0.1:{port}", process)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

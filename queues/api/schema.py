@@ -17,6 +17,7 @@ TEXT = "text/plain"
 INTEGER = {"type": "integer", "format": "int64"}
 SIZES_PATTERN = r"^[0-9]+(:[0-9]+)*$"
 EXAMPLE_TOPIC = "my-topic"
+ANSIC_EXAMPLE = OpenApiExample("time", value="Fri Nov  7 08:34:05 2026")
 
 
 class TopicList(serializers.Serializer):
@@ -217,11 +218,11 @@ consume = extend_schema(
             description="size of each returned message, `:`-separated", examples=[OpenApiExample("sizes", value="5:5:3")],
         ),
         OpenApiParameter(
-            "X-Start-Time", str, HEADER, response=[200], examples=[OpenApiExample("time", value="Fri Nov  7 08:34:05 2026")],
+            "X-Start-Time", str, HEADER, response=[200], examples=[ANSIC_EXAMPLE],
             description="write time of the first message, to the second: UTC in Go's `time.ANSIC` layout",
         ),
         OpenApiParameter(
-            "X-End-Time", str, HEADER, response=[200], examples=[OpenApiExample("time", value="Fri Nov  7 08:34:05 2026")],
+            "X-End-Time", str, HEADER, response=[200], examples=[ANSIC_EXAMPLE],
             description="write time of the last message, as `X-Start-Time`",
         ),
         errors_header(204, 400, 412, 416, 500, 503),

@@ -110,7 +110,8 @@ class TopicApi(HaraqaApiView):
         limit = headers.message_limit(http, conf.limit)
         store = get_store()
         if group:
-            messages = store.consume_group(topic, group, start, limit, advance=http.method != "HEAD")  # HEAD delivers nothing
+            delivered = http.method != "HEAD"  # a HEAD answer carries no messages: the group keeps them
+            messages = store.consume_group(topic, group, start, limit, advance=delivered)
         else:
             messages = store.consume(topic, start, limit)
         metrics.record_consume(messages.sizes, messages.byte_count, store.degraded_reads)

@@ -23,10 +23,18 @@ from collections import OrderedDict
 from .errors import Corruption, MessageDamaged, MessageIdTruncated, NoContent, TopicNotFound
 from .handles import linked
 from .layout import TopicDir, first_stored_id, pread_exact, read_commit_fd
-from .records import LENGTH_WORD, RECORD_SIZE, Commit, IndexRecord, is_sealed
-from .verify import FLAG_DAMAGED, FLAGS_BYTE, any_flagged
+from .records import (
+    FLAG_DAMAGED,
+    FLAGS_BYTE,
+    LENGTH_WORD,
+    RECORD_SIZE,
+    WORDS_PER_RECORD,
+    Commit,
+    IndexRecord,
+    is_sealed,
+)
+from .verify import any_flagged
 
-_WORDS_PER_RECORD = RECORD_SIZE // 4
 
 
 class MessageRange:
@@ -220,7 +228,7 @@ def _read_segment(topic_dir: TopicDir, first: int, start: int, count: int) -> Me
         raw = raw[: _undamaged_prefix(topic_dir, raw, start) * RECORD_SIZE]
     if not (is_sealed(raw[:RECORD_SIZE]) and is_sealed(raw[-RECORD_SIZE:])):
         raise Corruption(f"index of {topic_dir.topic!r} segment {first} has a corrupt record")
-    sizes = memoryview(raw).cast("I")[LENGTH_WORD::_WORDS_PER_RECORD].tolist()
+    sizes = memoryview(raw).cast("I")[LENGTH_WORD::WORDS_PER_RECORD].tolist()
     head, tail = IndexRecord.unpack(raw), IndexRecord.unpack(raw[-RECORD_SIZE:])
     data_path = topic_dir.segment_path(first, "dat")
     try:

@@ -30,7 +30,9 @@ from typing import NamedTuple
 import xxhash
 
 INDEX_RECORD = struct.Struct("<QqIII")  # the 28 bytes before the check word
-_SEALED_RECORD = struct.Struct("<QqIIII")
+SEALED_RECORD = struct.Struct("<QqIIII")  # an index record with its check word
+FLAGS_BYTE = 24  # offset of a record's flags field; FLAG_DAMAGED is in its low byte
+FLAG_DAMAGED = 1  # in the flags: recovery found the message lost on every volume; never served
 RECORD_SIZE = 32
 COMMIT_VERSION = 1
 LENGTH_WORD = 4  # the length field as the 5th u32 word of a record, for memoryview casts
@@ -40,7 +42,7 @@ _WORD = struct.Struct("<I")
 _COMMIT = struct.Struct("<QQQI")
 _CHECKSUM_MASK = 0xFFFFFFFF
 _FEW_RECORDS = 8  # up to this many, one struct.pack call beats building columns
-_WORDS_PER_RECORD = RECORD_SIZE // 4
+WORDS_PER_RECORD = RECORD_SIZE // 4
 _LITTLE = "little"
 # columns of records are built as native u32 arrays: that is the file's layout on little-endian machines
 _WORD_ARRAYS = sys.byteorder == _LITTLE and array("I").itemsize == 4
@@ -90,7 +92,7 @@ def is_sealed(record: bytes | memoryview) -> bool:
 def _word_columns(records: bytes | bytearray | memoryview) -> list[array]:
     """The 8 u32 words of every (whole) record, one array per word position."""
     words = array("I", records[: len(records) // RECORD_SIZE * RECORD_SIZE])
-    return [words[k::_WORDS_PER_RECORD] for k in range(_WORDS_PER_RECORD)]
+    return [words[k::WORDS_PER_RECORD] for k in range(WORDS_PER_RECORD)]
 
 
 def _xor_columns(columns: list[array], constant: int) -> array:
@@ -127,7 +129,7 @@ def pack_index(offsets: list[int], lengths: list[int], hashes: list[int], timest
     if count == 1:
         offset, length, checksum = offsets[0], lengths[0], hashes[0] & _CHECKSUM_MASK
         check = same_for_all ^ (offset & _CHECKSUM_MASK) ^ (offset >> 32) ^ length ^ checksum
-        return _SEALED_RECORD.pack(offset, timestamp_ns, length, checksum, 0, check)
+        return SEALED_RECORD.pack(offset, timestamp_ns, length, checksum, 0, check)
     if count <= _FEW_RECORDS or not _WORD_ARRAYS:
         checksums = [h & _CHECKSUM_MASK for h in hashes]
         checks = [
@@ -143,11 +145,11 @@ def pack_index(offsets: list[int], lengths: list[int], hashes: list[int], timest
         array("I", array("Q", hashes).tobytes())[0::2],  # the low half of each hash
     ]
     words = array("I", bytes(count * RECORD_SIZE))
-    words[0::_WORDS_PER_RECORD], words[1::_WORDS_PER_RECORD] = columns[0], columns[1]
-    words[2::_WORDS_PER_RECORD] = array("I", [stamp & _CHECKSUM_MASK]) * count
-    words[3::_WORDS_PER_RECORD] = array("I", [stamp >> 32]) * count
-    words[4::_WORDS_PER_RECORD], words[5::_WORDS_PER_RECORD] = columns[2], columns[3]
-    words[7::_WORDS_PER_RECORD] = _xor_columns(columns, same_for_all)
+    words[0::WORDS_PER_RECORD], words[1::WORDS_PER_RECORD] = columns[0], columns[1]
+    words[2::WORDS_PER_RECORD] = array("I", [stamp & _CHECKSUM_MASK]) * count
+    words[3::WORDS_PER_RECORD] = array("I", [stamp >> 32]) * count
+    words[4::WORDS_PER_RECORD], words[5::WORDS_PER_RECORD] = columns[2], columns[3]
+    words[7::WORDS_PER_RECORD] = _xor_columns(columns, same_for_all)
     return words.tobytes()
 
 

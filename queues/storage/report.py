@@ -61,7 +61,8 @@ class Lost:
     def describe(self) -> str:
         if self.first_id == self.last_id:
             return f"topic {self.topic!r}: message {self.first_id} is damaged on every volume (unrepairable)"
-        return f"topic {self.topic!r}: messages {self.first_id}..{self.last_id} are damaged on every volume (unrepairable)"
+        ids = f"{self.first_id}..{self.last_id}"
+        return f"topic {self.topic!r}: messages {ids} are damaged on every volume (unrepairable)"
 
 
 @dataclass

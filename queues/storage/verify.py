@@ -18,19 +18,25 @@ others; a quick one reads only the index records, and message data only where co
 from __future__ import annotations
 
 import os
-import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .layout import TopicDir, pread_exact
-from .records import INDEX_RECORD, RECORD_SIZE, invalid_records, is_sealed, message_checksum, partial_checksum, seal
+from .records import (
+    FLAG_DAMAGED,
+    FLAGS_BYTE,
+    INDEX_RECORD,
+    RECORD_SIZE,
+    SEALED_RECORD,
+    invalid_records,
+    is_sealed,
+    message_checksum,
+    partial_checksum,
+    seal,
+)
 
-FLAG_DAMAGED = 1  # in an index record's flags word: the message is lost on every volume
 READ_CHUNK = 4 << 20
-FLAGS_BYTE = 24  # offset of a record's flags field; FLAG_DAMAGED is in its low byte
-
-SEALED_RECORD = struct.Struct("<QqIIII")  # an index record with its check word
 Record = tuple[int, int, int, int, int]  # offset, timestamp_ns, length, checksum, flags
 _buffers = threading.local()
 

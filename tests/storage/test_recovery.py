@@ -421,7 +421,8 @@ def test_a_group_offset_unreadable_everywhere_is_refused_until_recovery_resets_i
     with pytest.raises(GroupOffsetCorrupt):  # not silently restarted from 0: haraqa's 500
         store.consume_group("t", "g", -1, 2)
     report = store.check(fix=True)
-    assert [p.what for p in report.problems] == ["consumer group 'g': offset corrupt on every volume, reset to the first message"]
+    reset = "consumer group 'g': offset corrupt on every volume, reset to the first message"
+    assert [p.what for p in report.problems] == [reset]
     assert store.consume_group("t", "g", -1, 2).messages() == sent[:2]
 
 

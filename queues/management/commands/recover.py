@@ -75,7 +75,8 @@ class Command(BaseCommand):
         else:
             self.stdout.write(render(report))
         if not report.ok:  # an outcome, not a failure of the command: no CommandError
-            left = f"{counted(report.unrepairable, 'message')} unrepairable" if report.lost else "problems found (dry run)"
+            unrepairable = f"{counted(report.unrepairable, 'message')} unrepairable"
+            left = unrepairable if report.lost else "problems found (dry run)"
             self.stderr.write(left, style_func=_plain)
             sys.exit(1)
 
