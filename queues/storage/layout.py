@@ -23,7 +23,8 @@ from .records import RECORD_SIZE, Commit
 COMMIT_FILE = ".commit"
 GROUPS_DIR = ".groups"
 SEGMENT_FILE = re.compile(r"^(\d{20})\.idx$")
-STORAGE_FILE = re.compile(r"^\d{20}\.(dat|idx)$")
+STORAGE_FILE = re.compile(r"^\d{20}\.(dat|idx)$")  # a segment's files; no topic name may look like one
+TEMP_SUFFIX = ".tmp"
 _GROUP = struct.Struct("<QI")
 _TORN_READ_RETRIES = 5
 
@@ -74,9 +75,15 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def temp_path(path: str) -> str:
+    """Where ``path`` is written before it is renamed into place; recovery removes such files
+    a crashed process left (``TEMP_SUFFIX``)."""
+    return f"{path}.{os.getpid()}{TEMP_SUFFIX}"
+
+
 def write_file_atomically(path: str, data: bytes, durable: bool) -> None:
     """Write ``path`` through a temporary name and a rename, so it is never seen half written."""
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = temp_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         pwrite_all(fd, data, 0)

@@ -7,13 +7,12 @@ could escape the volume or collide with the engine's own files is refused.
 from __future__ import annotations
 
 import functools
-import re
 
 from .errors import InvalidGroup, InvalidTopic
+from .layout import STORAGE_FILE
 
 MAX_TOPIC_BYTES = 1024
 MAX_SEGMENT_BYTES = 255
-_RESERVED_SEGMENT = re.compile(r"^\d{20}\.(dat|idx)$")
 
 
 def _segment_is_safe(segment: str) -> bool:
@@ -23,7 +22,7 @@ def _segment_is_safe(segment: str) -> bool:
         and "\\" not in segment
         and not any(ord(ch) < 32 or ord(ch) == 127 for ch in segment)
         and len(segment.encode("utf-8", "surrogatepass")) <= MAX_SEGMENT_BYTES
-        and not _RESERVED_SEGMENT.match(segment)
+        and not STORAGE_FILE.match(segment)
     )
 
 

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING
 
 from . import layout
 from .errors import InvalidGroup, TopicNotFound, VolumeError
-from .layout import TopicDir, unlink_quietly, write_file_atomically
+from .layout import TEMP_SUFFIX, TopicDir, unlink_quietly, write_file_atomically
 from .locks import topic_lock
 from .names import check_group, normalize_topic
 from .records import INDEX_RECORD, RECORD_SIZE, Commit, is_sealed
-from .repair import BATCH_BYTES, TEMP_SUFFIX, Run, StagedFiles, trim_file
+from .repair import BATCH_BYTES, Run, StagedFiles, trim_file
 from .report import Lost, Problem, Report, id_ranges
 from .verify import SegmentVerdict, read_copy, verify_segment
 

@@ -21,9 +21,8 @@ import os
 from collections.abc import Callable
 
 from .errors import Corruption
-from .layout import fsync_dir, pwrite_all, unlink_quietly
+from .layout import fsync_dir, pwrite_all, temp_path, unlink_quietly
 
-TEMP_SUFFIX = ".tmp"
 COPY_STEP = 64 << 20  # bytes per kernel copy call (progress is reported between calls)
 BATCH_BYTES = 256 << 20  # staged bytes before a batch is made durable and renamed
 _ZEROS = bytes(1 << 20)
@@ -32,10 +31,6 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 # (source path or None for zeros, offset, length); the bytes land at the same offset
 Run = tuple[str | None, int, int]
-
-
-def temp_path(path: str) -> str:
-    return f"{path}.{os.getpid()}{TEMP_SUFFIX}"
 
 
 class StagedFiles:
