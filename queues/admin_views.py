@@ -447,10 +447,10 @@ class TruncateView(TopicPageView):
         form = TruncateForm(request.POST)
         if not form.is_valid():
             return HttpResponse(status=400)
-        store, topic, before = get_store(), self.topic, self.offsets
+        store, topic, offsets_before = get_store(), self.topic, self.offsets
         after = store.truncate(topic, before_id=form.cleaned_data["before_id"], before=form.cleaned_data["before"])
         asked = ", ".join(f"{k}={v}" for k, v in form.cleaned_data.items() if v is not None)
-        result = f"first stored id {before.min_offset} -> {after.min_offset}"
+        result = f"first stored id {offsets_before.min_offset} -> {after.min_offset}"
         self.log([Topic(name=topic)], f"Truncated ({asked}): {result}")
         messages.success(request, f"Truncated {topic}: {result}.")
         return HttpResponseRedirect(self.topic_url())
@@ -465,8 +465,8 @@ class DeleteView(TopicPageView):
 
     def post(self, request, *args, **kwargs):
         topic = self.topic
-        self.model_admin.log_deletions(request, [Topic(name=topic)])
         get_store().delete_topic(topic)
+        self.model_admin.log_deletions(request, [Topic(name=topic)])  # once done, as the other actions log
         messages.success(request, f"Deleted topic {topic}.")
         return HttpResponseRedirect(self.admin_url("changelist"))
 
