@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -165,9 +164,9 @@ def filtered_topics(request: HttpRequest) -> tuple[list[str], str]:
     """The topics the filter box (``q``, ``mode``: a literal prefix or a regex) selects, and
     an error message for an invalid regex."""
     query, mode = request.GET.get("q", ""), request.GET.get("mode", "prefix")
-    regex = None if not query else query if mode == "regex" else "^" + re.escape(query.lower())
+    by_regex = mode == "regex" and query
     try:
-        return get_store().list_topics(regex), ""
+        return get_store().list_topics(query if by_regex else None, prefix="" if by_regex else query.lower()), ""
     except InvalidRegex as exc:
         return [], f"Invalid regular expression: {exc.reason}"
 
