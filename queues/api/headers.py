@@ -78,9 +78,10 @@ def parse_int(value: str | None, error_text: str) -> int | None:
 
 
 def message_id(request: HttpRequest, has_group: bool) -> int:
-    """X-Id (or ``?id=``); missing is an error unless a consumer group picks the start."""
+    """X-Id (or, if it is missing or empty, ``?id=``, as haraqa reads them); missing is an error
+    unless a consumer group picks the start."""
     value = header(request, "X-Id")
-    if value is None:
+    if not value or value.isspace():
         value = request.GET.get("id")
     parsed = parse_int(value, "invalid message id")
     if parsed is None:
@@ -91,9 +92,10 @@ def message_id(request: HttpRequest, has_group: bool) -> int:
 
 
 def message_limit(request: HttpRequest, default: int) -> int:
-    """X-Limit; missing, 0 or negative means the server default (-1: no limit)."""
+    """X-Limit (or, if it is missing or empty, ``?limit=``); missing, 0 or negative means the
+    server default (-1: no limit)."""
     value = header(request, "X-Limit")
-    if value is None:
+    if not value or value.isspace():
         value = request.GET.get("limit")
     parsed = parse_int(value, "invalid message limit")
     return default if parsed is None or parsed <= 0 else parsed

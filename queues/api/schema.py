@@ -200,13 +200,13 @@ consume = extend_schema(
             "`X-Consumer-Group` the group's next one. Required unless `id` or `X-Consumer-Group` is given.",
             examples=[OpenApiExample("from the start", value=0)],
         ),
-        OpenApiParameter("id", INTEGER, QUERY, description="same as `X-Id` (the header wins)"),
+        OpenApiParameter("id", INTEGER, QUERY, description="same as `X-Id` (a non-empty header wins)"),
         OpenApiParameter(
             "X-Limit", INTEGER, HEADER,
             description="most messages to return; missing, 0 or negative: the server's --limit (-1: no limit)",
             examples=[OpenApiExample("ten", value=10)],
         ),
-        OpenApiParameter("limit", INTEGER, QUERY, description="same as `X-Limit` (the header wins)"),
+        OpenApiParameter("limit", INTEGER, QUERY, description="same as `X-Limit` (a non-empty header wins)"),
         OpenApiParameter(
             "X-Consumer-Group", str, HEADER,
             description="consumer group (no `/`, no leading `.`, at most 255 bytes): its offset advances past "

@@ -215,6 +215,8 @@ def test_id_query_parameter_and_last_message(client):
     produce(client, "t", [b"a", b"b", b"c"])
     assert body(client.get("/topics/t?id=1", headers={"X-Limit": "1"})) == b"b"
     assert body(consume(client, "t", "-1")) == b"c"
+    assert body(client.get("/topics/t?id=0&limit=2", headers={"X-Id": "", "X-Limit": " "})) == b"ab"  # empty: the query's
+    assert body(client.get("/topics/t?id=0&limit=2", headers={"X-Id": "2", "X-Limit": "1"})) == b"c"  # else the header wins
 
 
 def test_text_accept_gets_text_plain(client):
