@@ -18,8 +18,9 @@ from rest_framework.views import APIView
 from queues import metrics
 from queues.conf import conf, get_store
 from queues.storage import InvalidTopic, MessageRange, normalize_topic
+from queues.storage.watching import TopicWatcher
 
-from . import corking, deadlines, headers, schema, watch
+from . import corking, deadlines, headers, schema, watch, websocket
 from .errors import HaraqaError, error_response, no_content
 
 INVALID_JSON = "invalid body: invalid json entry"
@@ -141,8 +142,8 @@ class TopicWatchApi(HaraqaApiView):
             names.append(topic)
         if not names:
             raise InvalidTopic("invalid topic")
-        watcher = watch.TopicWatcher(get_store().volumes, sorted({normalize_topic(name) for name in names}))
-        accept = watch.handshake_accept(request.headers) if request.method == "GET" else None
+        watcher = TopicWatcher(get_store().volumes, sorted({normalize_topic(name) for name in names}))
+        accept = websocket.handshake_accept(request.headers) if request.method == "GET" else None
         if accept is None:
             response = error_response("invalid websocket", 400)
             response["Sec-WebSocket-Version"] = "13"

@@ -1,4 +1,4 @@
-"""haraqa's topic watch (``GET /ws/topics``): a minimal RFC 6455 websocket server side.
+"""haraqa's topic watch (``GET /ws/topics``): the websocket connections and the hub serving them.
 
 WSGI has no websockets. The view validates the request and builds a ``TopicWatcher``;
 ``WatchHub.adopt`` then takes the client connection away from gunicorn and hands it to
@@ -13,47 +13,48 @@ worker stops. A watch holds a descriptor, not a worker thread.
 Taking the connection (``take_over``): the hub keeps a duplicate of gunicorn's descriptor,
 and gunicorn's descriptor number is pointed at a socket pair whose other end is closed.
 gunicorn's own answer to the request then fails with EPIPE, which it logs at debug level
-only, and its close leaves the client connection alone. Standard library only; no Django.
+only, and its close leaves the client connection alone. The frames are ``websocket``'s;
+what is read of the topics is ``queues.storage.watching``'s. Standard library only; no Django.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import logging
 import os
 import resource
 import selectors
 import socket
-import struct
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
-from queues.storage import Corruption, TopicNotFound
-from queues.storage.handles import linked
-from queues.storage.layout import TopicDir, read_commit_fd
-from queues.storage.records import RECORD_SIZE
+from queues.storage.watching import DAMAGED, CommitRecord, TopicWatcher
+
+from .websocket import (
+    CLOSE_GOING_AWAY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    ProtocolError,
+    close_frame,
+    frame,
+    parse_frame,
+)
 
 logger = logging.getLogger(__name__)
 
-WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 POLL_SECONDS = 0.05  # how often the commit records are read: an fstat + pread per watched topic
 POLL_SHARE = 0.1  # with many topics, polls space out so that reading them takes at most this share of a core
 PING_SECONDS = 25.0
 CHORES_SECONDS = 0.25  # how often every watch is checked for pings, silence, stalls and ended closes
 SEND_TIMEOUT_SECONDS = 10.0  # a client that reads nothing for this long is dropped
 CLOSE_WAIT_SECONDS = 1.0  # after our close frame, how long the client's close reply is awaited
-MAX_CLIENT_FRAME = 1 << 16  # clients only send control frames; anything larger is refused
 MAX_UNSENT_BYTES = 1 << 20  # a client further behind than this is dropped
 RECEIVE_BYTES = 1 << 16
 KEPT_RECORDS = 1024  # commit files a hub keeps open; the topics watched beyond are read by path
 TOO_MANY = "too many topic watches: this worker holds as many as its descriptor limit allows"
 
-OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
-CLOSE_GOING_AWAY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG = 1001, 1002, 1009
-DAMAGED = -1  # a topic's commit record is unreadable on every volume that has it
 
 _gunicorn_worker = None  # this process's gunicorn worker, once follow_worker has run
 _hub = None  # this process's WatchHub, made by the first watch
@@ -85,145 +86,6 @@ def process_hub(on_count: Callable[[int], None] | None = None) -> WatchHub:
         if _hub is None or _hub.pid != os.getpid():
             _hub = WatchHub(on_count=on_count)
         return _hub
-
-
-class ProtocolError(Exception):
-    """A client frame that breaks RFC 6455; ``code`` is the close code to answer with."""
-
-    def __init__(self, code: int):
-        super().__init__(code)
-        self.code = code
-
-
-def handshake_accept(headers: Mapping[str, str]) -> str | None:
-    """``Sec-WebSocket-Accept`` for a valid RFC 6455 upgrade request, else None."""
-    if "websocket" not in _tokens(headers.get("Upgrade", "")):
-        return None
-    if "upgrade" not in _tokens(headers.get("Connection", "")):
-        return None
-    if headers.get("Sec-WebSocket-Version", "").strip() != "13":
-        return None
-    key = headers.get("Sec-WebSocket-Key", "").strip()
-    try:
-        if len(base64.b64decode(key, validate=True)) != 16:
-            return None
-    except binascii.Error:
-        return None
-    return base64.b64encode(hashlib.sha1(key.encode("ascii") + WEBSOCKET_GUID).digest()).decode("ascii")
-
-
-def _tokens(value: str) -> set[str]:
-    return {token.strip().lower() for token in value.split(",")}
-
-
-def frame(opcode: int, payload: bytes = b"") -> bytes:
-    """One unmasked, unfragmented server frame."""
-    head = bytes([0x80 | opcode])
-    if len(payload) < 126:
-        return head + bytes([len(payload)]) + payload
-    if len(payload) < 1 << 16:
-        return head + struct.pack("!BH", 126, len(payload)) + payload
-    return head + struct.pack("!BQ", 127, len(payload)) + payload
-
-
-def close_frame(code: int) -> bytes:
-    return frame(OP_CLOSE, struct.pack("!H", code))
-
-
-def parse_frame(buffer: bytearray) -> tuple[int, bytes] | None:
-    """Take one complete client frame off ``buffer``: (opcode, unmasked payload), or None
-    if it is not all there yet. Raises ProtocolError."""
-    if len(buffer) < 2:
-        return None
-    first, second = buffer[0], buffer[1]
-    if first & 0x70 or not second & 0x80:  # extension bits unnegotiated; clients must mask
-        raise ProtocolError(CLOSE_PROTOCOL_ERROR)
-    length, at = second & 0x7F, 2
-    if length == 126:
-        if len(buffer) < 4:
-            return None
-        (length,), at = struct.unpack_from("!H", buffer, 2), 4
-    elif length == 127:
-        if len(buffer) < 10:
-            return None
-        (length,), at = struct.unpack_from("!Q", buffer, 2), 10
-    if length > MAX_CLIENT_FRAME:
-        raise ProtocolError(CLOSE_TOO_BIG)
-    if len(buffer) < at + 4 + length:
-        return None
-    mask = bytes(buffer[at : at + 4]) * (length // 4 + 1)
-    masked = bytes(buffer[at + 4 : at + 4 + length])
-    payload = (int.from_bytes(masked, "big") ^ int.from_bytes(mask[:length], "big")).to_bytes(length, "big")
-    del buffer[: at + 4 + length]
-    return first & 0x0F, payload
-
-
-class CommitRecord:
-    """A watched topic's commit record, read from the first volume that has it (the last
-    volume comes first, as for reads) and kept open there: a poll that finds the same bytes
-    costs an fstat and a pread, a fifth of reading it by path."""
-
-    def __init__(self, dirs: list[TopicDir]):
-        self.dirs = dirs
-        self.fd = -1
-        self.raw = b""  # the record as last read
-
-    def may_have_changed(self) -> bool:
-        try:
-            self.fd = linked(self.fd)  # a deleted or replaced commit file: read by path again
-            return self.fd < 0 or os.pread(self.fd, RECORD_SIZE, 0) != self.raw
-        except OSError:
-            self.close()
-            return True
-
-    def read(self, keep: bool = True) -> int | None:
-        """The committed next id: None if no volume has the topic, DAMAGED if none can be read.
-        ``keep``: keep the file open for the next ``may_have_changed``."""
-        self.close()
-        damaged = False
-        for topic_dir in self.dirs:
-            try:
-                fd = os.open(topic_dir.commit_path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            except OSError:  # out of descriptors, say: no answer this time
-                damaged = True
-                continue
-            try:
-                commit = read_commit_fd(fd, topic_dir.topic)
-            except (Corruption, OSError):
-                os.close(fd)
-                damaged = True
-                continue
-            self.raw = commit.pack()
-            if keep:
-                self.fd = fd
-            else:
-                os.close(fd)
-            return commit.next_id
-        return DAMAGED if damaged else None
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
-class TopicWatcher:
-    """The topics of one watch, with their committed next ids when it was asked for."""
-
-    def __init__(self, volumes: list[str], topics: list[str]):
-        """``topics`` are normalised names. Raises TopicNotFound if one is on no volume,
-        Corruption if no volume's commit record of one can be read."""
-        self.dirs = {topic: [TopicDir(volume, topic) for volume in reversed(volumes)] for topic in topics}
-        self.next_ids = {}
-        for topic, dirs in self.dirs.items():
-            self.next_ids[topic] = CommitRecord(dirs).read(keep=False)
-        if any(next_id is None for next_id in self.next_ids.values()):
-            raise TopicNotFound()
-        unreadable = [topic for topic, next_id in self.next_ids.items() if next_id == DAMAGED]
-        if unreadable:
-            raise Corruption(f"the commit record of topic {unreadable[0]!r} cannot be read on any volume: run recovery")
 
 
 def take_over(sock: socket.socket) -> socket.socket:

@@ -1,5 +1,6 @@
-"""queues.api.watch on a socket pair, with a real store on tmp volumes: the protocol details
-the e2e tests cannot reach quickly (keep-alive pings, protocol errors, split frames)."""
+"""queues.api.watch (with its websocket frames and queues.storage.watching) on a socket pair,
+with a real store on tmp volumes: the protocol details the e2e tests cannot reach quickly
+(keep-alive pings, protocol errors, split frames)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from collections.abc import Iterator
 import pytest
 from django.test import Client
 
-from queues.api import watch
+from queues.api import watch, websocket
 from queues.storage import Corruption, Store, TopicNotFound
 from queues.storage.layout import TopicDir
+from queues.storage.watching import CommitRecord, TopicWatcher
 from tests.conftest import wait_until
 from tests.faults import flip_byte
 from tests.e2e.websocket import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawWebSocket, close_payload
@@ -63,7 +65,7 @@ def serve(store: Store, hub_factory) -> Iterator:
 
 def _adopted(hub: watch.WatchHub, store: Store, topics: list[str]) -> RawWebSocket:
     server_end, client_end = socket.socketpair()
-    assert hub.adopt(server_end, "accept", watch.TopicWatcher(store.volumes, topics))
+    assert hub.adopt(server_end, "accept", TopicWatcher(store.volumes, topics))
     server_end.close()  # as gunicorn closes its socket after the request: the hub has its own
     return RawWebSocket(client_end)
 
@@ -71,22 +73,22 @@ def _adopted(hub: watch.WatchHub, store: Store, topics: list[str]) -> RawWebSock
 def test_handshake_accept_key_is_rfc_6455s_example():
     headers = {"Upgrade": "WebSocket", "Connection": "keep-alive, Upgrade",
                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"}
-    assert watch.handshake_accept(headers) == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert websocket.handshake_accept(headers) == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
     for name, bad in [("Upgrade", "h2c"), ("Connection", "close"), ("Sec-WebSocket-Key", "c2hvcnQ="),
                       ("Sec-WebSocket-Key", "not base64!"), ("Sec-WebSocket-Version", "8")]:
-        assert watch.handshake_accept({**headers, name: bad}) is None, name
+        assert websocket.handshake_accept({**headers, name: bad}) is None, name
 
 
 def test_a_topic_on_no_volume_is_refused(store):
     with pytest.raises(TopicNotFound):
-        watch.TopicWatcher(store.volumes, ["t", "missing"])
+        TopicWatcher(store.volumes, ["t", "missing"])
 
 
 def test_a_topic_whose_commit_no_volume_can_read_is_a_corruption_not_a_missing_topic(store):
     for volume in store.volumes:
         flip_byte(TopicDir(volume, "t").commit_path, 0)
     with pytest.raises(Corruption, match="commit record of topic 't' cannot be read on any volume"):
-        watch.TopicWatcher(store.volumes, ["t"])
+        TopicWatcher(store.volumes, ["t"])
 
 
 def test_an_idle_watch_answering_pings_stays_and_reports_writes(serve, store):
@@ -126,7 +128,7 @@ def test_an_unmasked_client_frame_is_a_protocol_error(serve):
 
 def test_an_oversized_client_frame_is_refused_with_1009(serve):
     client = serve(["t"])
-    client.send_raw(bytes([0x80 | OP_TEXT, 0x80 | 127]) + struct.pack("!Q", watch.MAX_CLIENT_FRAME + 1))
+    client.send_raw(bytes([0x80 | OP_TEXT, 0x80 | 127]) + struct.pack("!Q", websocket.MAX_CLIENT_FRAME + 1))
     assert client.frame() == (OP_CLOSE, close_payload(1009))
 
 
@@ -171,7 +173,7 @@ def test_without_gunicorns_socket_a_valid_watch_is_501(api_volumes):
 
 def test_what_the_old_owner_sends_never_reaches_the_client(store, hub_factory):
     server_end, client_end = socket.socketpair()
-    assert hub_factory().adopt(server_end, "accept", watch.TopicWatcher(store.volumes, ["t"]))
+    assert hub_factory().adopt(server_end, "accept", TopicWatcher(store.volumes, ["t"]))
     with pytest.raises(BrokenPipeError):
         server_end.sendall(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")  # what gunicorn tries next
     server_end.close()
@@ -185,13 +187,13 @@ def test_what_the_old_owner_sends_never_reaches_the_client(store, hub_factory):
 def test_one_hub_serves_hundreds_of_watches_and_reads_each_topic_once(store, hub_factory, monkeypatch):
     store.create_topic("u")
     polled: list[str] = []
-    real_check = watch.CommitRecord.may_have_changed
+    real_check = CommitRecord.may_have_changed
 
     def counted_check(record):
         polled.append(record.dirs[0].topic)
         return real_check(record)
 
-    monkeypatch.setattr(watch.CommitRecord, "may_have_changed", counted_check)
+    monkeypatch.setattr(CommitRecord, "may_have_changed", counted_check)
     hub = hub_factory(poll_seconds=0.1)
     watching_t = [_adopted(hub, store, ["t"]) for _ in range(150)]
     watching_u = [_adopted(hub, store, ["u"]) for _ in range(150)]
@@ -213,7 +215,7 @@ def test_a_full_hub_refuses_and_leaves_the_socket_alone(store, hub_factory):
     hub = hub_factory(max_watches=1)
     first = _adopted(hub, store, ["t"])
     server_end, client_end = socket.socketpair()
-    assert not hub.adopt(server_end, "accept", watch.TopicWatcher(store.volumes, ["t"]))
+    assert not hub.adopt(server_end, "accept", TopicWatcher(store.volumes, ["t"]))
     server_end.sendall(b"HTTP/1.1 503 Service Unavailable\r\n\r\n")  # the view's refusal gets through
     refused = RawWebSocket(client_end)
     assert refused.status == 503
@@ -252,7 +254,7 @@ def test_stopping_the_hub_closes_every_watch_with_1001(store, hub_factory):
     wait_until(lambda: hub.count == 0, seconds=10)
     server_end, client_end = socket.socketpair()
     with server_end, client_end:
-        assert not hub.adopt(server_end, "accept", watch.TopicWatcher(store.volumes, ["t"]))
+        assert not hub.adopt(server_end, "accept", TopicWatcher(store.volumes, ["t"]))
 
 
 def test_topics_beyond_the_kept_commit_files_are_read_by_path(store, hub_factory, monkeypatch):
