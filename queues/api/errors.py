@@ -49,8 +49,15 @@ def no_content() -> HttpResponse:
     return response
 
 
+def sized(response: HttpResponse) -> HttpResponse:
+    """``response`` with its ``Content-Length``, as haraqa's answers carry it; without one,
+    gunicorn sends even a few bytes chunked."""
+    response["Content-Length"] = str(len(response.content))
+    return response
+
+
 def error_response(text: str, status: int) -> HttpResponse:
-    response = no_content() if status == 204 else HttpResponse(text, status=status, content_type="text/plain")
+    response = no_content() if status == 204 else sized(HttpResponse(text, status=status, content_type="text/plain"))
     response["X-Errors"] = text
     return response
 

@@ -21,7 +21,7 @@ from queues.storage import InvalidTopic, MessageRange, normalize_topic
 from queues.storage.watching import TopicWatcher
 
 from . import corking, deadlines, headers, schema, watch, websocket
-from .errors import HaraqaError, error_response, no_content
+from .errors import HaraqaError, error_response, no_content, sized
 
 INVALID_JSON = "invalid body: invalid json entry"
 
@@ -70,11 +70,11 @@ class TopicListApi(HaraqaApiView):
         topics = get_store().list_topics(query.get("regex") or None, query.get("prefix", ""), query.get("suffix", ""))
         accept = headers.header(request, "Accept", "").lower()
         if "application/json" in accept:
-            return JsonResponse({"topics": topics})
+            return sized(JsonResponse({"topics": topics}))
         if "text/html" in accept:
             links = "".join(f'<li><a href="/topics/{escape(quote(t))}">{escape(t)}</a></li>' for t in topics)
-            return HttpResponse(f"<!doctype html><title>topics</title><ul>{links}</ul>", content_type="text/html")
-        return HttpResponse(",".join(topics), content_type="text/csv")
+            return sized(HttpResponse(f"<!doctype html><title>topics</title><ul>{links}</ul>", content_type="text/html"))
+        return sized(HttpResponse(",".join(topics), content_type="text/csv"))
 
     def options(self, request):
         return _preflight(request)
@@ -86,7 +86,7 @@ class TopicApi(HaraqaApiView):
     @schema.create_topic
     def put(self, request, topic: str):
         get_store().create_topic(topic)
-        return HttpResponse("created", status=201, content_type="text/plain")
+        return sized(HttpResponse("created", status=201, content_type="text/plain"))
 
     @schema.delete_topic
     def delete(self, request, topic: str):
@@ -126,7 +126,7 @@ class TopicApi(HaraqaApiView):
         if not before_id and before is None:
             return no_content()
         offsets = get_store().truncate(topic, before_id=before_id or None, before=before)
-        return JsonResponse({"minOffset": offsets.min_offset, "maxOffset": offsets.max_offset})
+        return sized(JsonResponse({"minOffset": offsets.min_offset, "maxOffset": offsets.max_offset}))
 
     def options(self, request, topic: str):
         return _preflight(request)

@@ -58,6 +58,16 @@ def exchange(port: int, request: bytes) -> http.client.HTTPResponse:
         return response
 
 
+def test_small_answers_carry_their_length_as_haraqas_do(server):
+    """Not chunked: Django sets no Content-Length, and gunicorn then chunks even a few bytes."""
+    for request in (b"GET /topics HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+                    b"PUT /topics/sized HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    b"GET /topics/missing HTTP/1.1\r\nHost: x\r\nX-Id: 0\r\nConnection: close\r\n\r\n"):
+        response = exchange(server.port, request)
+        assert response.getheader("Transfer-Encoding") is None, request
+        assert int(response.getheader("Content-Length")) == len(response.body) > 0, request
+
+
 def test_malformed_requests_get_x_errors_and_change_nothing(server, connect):
     client = connect(server.url)
     client.create("t")
