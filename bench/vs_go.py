@@ -32,9 +32,6 @@ sys.path.insert(0, str(REPO))
 from tests.conftest import free_port, start_server  # noqa: E402
 from tests.e2e.client import HaraqaClient  # noqa: E402
 
-TRUNCATE_ALL = b'{"truncate": 1000000000000}'
-
-
 @dataclass
 class GoServer:
     """The fields of tests.conftest.Server that ``measure`` reads."""
@@ -77,10 +74,12 @@ def fill(url: str) -> None:
 
 
 def forget_produced(url: str) -> None:
-    """Drop what the produce cases wrote (both servers take haraqa's truncate), so every round
-    writes into a small page cache."""
+    """Drop what the produce cases wrote, so every round writes into a small page cache: the
+    topic deleted and made anew (a truncate would not do: haraqa's removes even the file it
+    is writing, and its next produces fail)."""
     client = HaraqaClient(url)
-    client.request("PATCH", "/topics/bench", TRUNCATE_ALL)
+    client.request("DELETE", "/topics/bench")
+    client.create("bench")
     client.close()
 
 

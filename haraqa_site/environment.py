@@ -56,14 +56,15 @@ def switch(text: str) -> bool:
 
 POSITIVE = number(int, 1, meaning="a whole number of at least 1")
 PORT = number(int, 1, 65535, meaning="a port number from 1 to 65535")
-LIMIT = number(int, 1, also=(-1,), meaning="-1 (no limit) or a whole number of at least 1")
-SECONDS = number(float, 0.0, meaning="a number of seconds, 0 or more")
+LIMIT = number(int, 1, also=(-1, 0), meaning="-1 or 0 (no limit), or a whole number of at least 1")
+MAX_SECONDS = 2_147_483.0  # what the kernel's TCP_USER_TIMEOUT (milliseconds in an int) can hold
+SECONDS = number(float, 0.0, MAX_SECONDS, meaning=f"a number of seconds from 0 to {MAX_SECONDS:.0f}")
 
 
 def from_environment(name: str, default: T, parse: Callable[[str], T]) -> T:
-    """The variable ``name`` parsed, or ``default`` when it is not set."""
+    """The variable ``name`` parsed, or ``default`` when it is not set or blank."""
     text = os.environ.get(name)
-    if text is None:
+    if text is None or not text.strip():
         return default
     try:
         return parse(text)
@@ -74,3 +75,8 @@ def from_environment(name: str, default: T, parse: Callable[[str], T]) -> T:
 def path_list(text: str) -> list[str]:
     """``:``-separated paths (``os.pathsep``), empty items dropped."""
     return [item for item in text.split(os.pathsep) if item]
+
+
+def name_list(text: str) -> list[str]:
+    """``,``-separated names, spaces around them and empty items dropped."""
+    return [item.strip() for item in text.split(",") if item.strip()]

@@ -9,7 +9,17 @@ import os
 import secrets
 from pathlib import Path
 
-from .environment import LIMIT, POSITIVE, SECONDS, SettingError, choice, from_environment, path_list, switch
+from .environment import (
+    LIMIT,
+    POSITIVE,
+    SECONDS,
+    SettingError,
+    choice,
+    from_environment,
+    name_list,
+    path_list,
+    switch,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -62,7 +72,7 @@ def _read_or_create_key(key_file: Path) -> str:
 
 SECRET_KEY = _secret_key()
 DEBUG = from_environment("DJANGO_DEBUG", False, switch)
-ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "*").split(",")
+ALLOWED_HOSTS = from_environment("DJANGO_ALLOWED_HOSTS", ["*"], name_list)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

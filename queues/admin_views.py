@@ -42,7 +42,7 @@ from .storage import (
     TopicNotFound,
     normalize_topic,
 )
-from .storage.report import format_ranges
+from .storage.report import format_ranges, outcome
 from .storage.stats import TopicStats, VolumeBadge, browse, segment_table, topic_health, topic_stats, volume_stats
 
 if TYPE_CHECKING:
@@ -499,7 +499,8 @@ def _epoch(seconds: float | None) -> datetime | None:
 def report_context(report: dict[str, Any]) -> dict[str, Any]:
     """A run's report (``Report.to_dict()``) as the page shows it."""
     return {
-        "result": report.get("outcome", ""),  # absent from runs recorded by older versions
+        # runs recorded before the outcome was kept have its parts
+        "result": report.get("outcome") or outcome(report["healthy"], report["ok"], bool(report["lost"])),
         "summary": [
             ("Topics", report["topics"]),
             ("Segments checked", report["segments"]),

@@ -4,16 +4,20 @@ admin pages."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.conf import settings
 from django.contrib.sessions.middleware import SessionMiddleware
-from django.core.exceptions import MiddlewareNotUsed
+from django.core.exceptions import DisallowedHost, MiddlewareNotUsed
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from queues.api.errors import BAD_REQUEST, error_response
 from queues.conf import conf
+
+logger = logging.getLogger(__name__)
 
 # Browsers hide response headers from cross-origin scripts unless they are listed here.
 EXPOSED_HEADERS = "X-Sizes, X-Errors, X-Start-Time, X-End-Time"
@@ -30,7 +34,11 @@ class AllowedHostsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        request.get_host()  # DisallowedHost: Django answers 400 (handler400)
+        try:
+            request.get_host()
+        except DisallowedHost as exc:  # anyone can send one: a line in the log, not a traceback
+            logger.warning("refused: %s", exc)
+            return error_response(BAD_REQUEST, 400)
         return self.get_response(request)
 
 

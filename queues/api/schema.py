@@ -27,7 +27,8 @@ class TopicList(serializers.Serializer):
 class ModifyTopic(serializers.Serializer):
     truncate = serializers.IntegerField(
         required=False,
-        help_text="remove whole segments whose messages all have ids below this one; 0 or negative: none",
+        help_text="remove whole segments whose messages all have ids below this one; 0: nothing; "
+        "negative: every segment but the one being written",
     )
     before = serializers.DateTimeField(
         required=False, help_text="remove whole segments whose messages were all written before this time (RFC 3339)"
@@ -258,7 +259,8 @@ modify_topic = extend_schema(
     "whole segments at a time (the server's --entries messages each, 5000 by default); the segment being "
     "written is never removed, so a truncate inside it removes nothing and still answers the offsets. "
     "Read as haraqa reads it: other fields are ignored, and a body asking nothing (`{}`, `null`, "
-    "`{\"truncate\": 0}`) answers 204 without looking at the topic. A negative `truncate` removes nothing.",
+    "`{\"truncate\": 0}`) answers 204 without looking at the topic. A negative `truncate` removes every "
+    "segment but the one being written (haraqa's rule); field names match in any case.",
     tags=["topics"],
     parameters=[TOPIC, errors_header(400, 412, 500)],
     request={"application/json": ModifyTopic},

@@ -160,7 +160,7 @@ class TopicWatchApi(HaraqaApiView):
 def _preflight(request) -> HttpResponse:
     """haraqa's CORS preflight: echo the requested headers and method as allowed (the allowed
     origin comes from queues.middleware, with --cors)."""
-    response = HttpResponse(status=200)
+    response = sized(HttpResponse(status=200))
     del response["Content-Type"]  # no body
     for asked, allowed in (("Headers", "Headers"), ("Method", "Methods")):
         value = headers.header(request, f"Access-Control-Request-{asked}")
@@ -201,8 +201,8 @@ def _ansic_time(seconds: int) -> str:
 
 def _parse_modify(body: bytes) -> tuple[int, datetime | None]:
     """``{"truncate": ID, "before": "RFC3339"}`` -> (ID or 0, time or None), read as Go's
-    decoder reads it into haraqa's request: other fields are ignored, ``null`` is an empty
-    request, an empty body is an error; a negative ID removes nothing."""
+    decoder reads it into haraqa's request: field names in any case, other fields ignored,
+    ``null`` an empty request, an empty body an error."""
     if not body:
         raise HaraqaError(INVALID_JSON)
     try:
@@ -213,6 +213,7 @@ def _parse_modify(body: bytes) -> tuple[int, datetime | None]:
         entry = {}
     if not isinstance(entry, dict):
         raise HaraqaError(INVALID_JSON)
+    entry = {key.lower(): value for key, value in entry.items()}
     truncate = entry.get("truncate", 0)
     if isinstance(truncate, bool) or not isinstance(truncate, int) or truncate not in headers.INT64:
         raise HaraqaError(INVALID_JSON)

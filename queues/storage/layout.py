@@ -24,7 +24,7 @@ COMMIT_FILE = ".commit"
 GROUPS_DIR = ".groups"
 SEGMENT_FILE = re.compile(r"^(\d{20})\.idx$")
 STORAGE_FILE = re.compile(r"^\d{20}\.(dat|idx)$")  # a segment's files; no topic name may look like one
-TEMP_SUFFIX = ".tmp"
+TEMP_FILE = re.compile(r"\.\d+\.tmp$")  # temp_path's ending; no group name may end like it
 _GROUP = struct.Struct("<QI")
 _TORN_READ_RETRIES = 5
 
@@ -77,8 +77,8 @@ def fsync_dir(path: str) -> None:
 
 def temp_path(path: str) -> str:
     """Where ``path`` is written before it is renamed into place; recovery removes such files
-    a crashed process left (``TEMP_SUFFIX``)."""
-    return f"{path}.{os.getpid()}{TEMP_SUFFIX}"
+    a crashed process left (``TEMP_FILE``)."""
+    return f"{path}.{os.getpid()}.tmp"
 
 
 def write_file_atomically(path: str, data: bytes, durable: bool) -> None:

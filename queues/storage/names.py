@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 
 from .errors import InvalidGroup, InvalidTopic
-from .layout import STORAGE_FILE
+from .layout import STORAGE_FILE, TEMP_FILE
 
 MAX_TOPIC_BYTES = 1024
 MAX_SEGMENT_BYTES = 255
@@ -39,6 +39,6 @@ def normalize_topic(name: str) -> str:
 
 def check_group(name: str) -> str:
     """Return ``name`` if it is usable as a consumer group file name; raise InvalidGroup."""
-    if "/" in name or not _segment_is_safe(name):
+    if "/" in name or not _segment_is_safe(name) or TEMP_FILE.search(name):
         raise InvalidGroup("invalid header: X-Consumer-Group")
     return name

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from . import layout
 from .errors import InvalidGroup, TopicNotFound, VolumeError
-from .layout import TEMP_SUFFIX, TopicDir, unlink_quietly, write_file_atomically
+from .layout import TopicDir, unlink_quietly, write_file_atomically
 from .locks import topic_lock
 from .names import check_group, normalize_topic
 from .records import INDEX_RECORD, RECORD_SIZE, Commit, is_sealed
@@ -268,7 +268,7 @@ def _check_groups(dirs: list[TopicDir], absent: set[int], report: Report, fix: b
         except (FileNotFoundError, NotADirectoryError):
             continue
     for group in sorted(names):
-        if group.endswith(TEMP_SUFFIX) or not _is_group_name(group):
+        if layout.TEMP_FILE.search(group) or not _is_group_name(group):
             continue
         values = [d.read_group(group) for d in dirs]
         sound = [v for v in values if v is not None]
@@ -330,7 +330,7 @@ def _remove_leftovers(
                 garbage += [
                     os.path.relpath(os.path.join(folder, n), topic_dir.path)
                     for n in os.listdir(folder)
-                    if n.endswith(TEMP_SUFFIX)
+                    if layout.TEMP_FILE.search(n)
                 ]
             except (FileNotFoundError, NotADirectoryError):
                 pass

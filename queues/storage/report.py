@@ -25,6 +25,16 @@ def format_ranges(runs: list[tuple[int, int]]) -> str:
     return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs)
 
 
+def outcome(healthy: bool, ok: bool, lost: bool) -> str:
+    """The one word for a check run, wherever it is shown: healthy, repaired, unrepairable
+    (messages damaged on every volume) or problems found (by a dry run, or left unrepaired)."""
+    if healthy:
+        return "healthy"
+    if ok:
+        return "repaired"
+    return "unrepairable" if lost else "problems found"
+
+
 @dataclass
 class Problem:
     """One thing found wrong on one volume (``volume`` None: on every volume)."""
@@ -100,13 +110,7 @@ class Report:
 
     @property
     def outcome(self) -> str:
-        """The one word for a run, wherever it is shown: healthy, repaired, unrepairable (messages
-        damaged on every volume) or problems found (by a dry run, or left unrepaired)."""
-        if self.healthy:
-            return "healthy"
-        if self.ok:
-            return "repaired"
-        return "unrepairable" if self.lost else "problems found"
+        return outcome(self.healthy, self.ok, bool(self.lost))
 
     def summary(self) -> str:
         return (

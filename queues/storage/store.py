@@ -141,8 +141,8 @@ class Store:
         """Delete ``topic`` from every volume (nested topics stay); a missing one is no error.
         Raises InvalidTopic."""
         topic = normalize_topic(topic)
-        if not any(d.exists() for d in self._dirs(topic)):  # before locking: no lock file for a name never created
-            return
+        if not any(os.path.isdir(d.path) for d in self._dirs(topic)):  # no lock file for a name never created
+            return  # (a directory without a commit is a delete cut short: it is finished below)
         with topic_lock(self.volumes, topic):
             for topic_dir in self._dirs(topic):
                 _remove_topic_files(topic_dir)
@@ -287,14 +287,17 @@ class Store:
     def truncate(self, topic: str, before_id: int | None = None, before: datetime | None = None) -> Offsets:
         """Remove whole segments whose messages all precede ``before_id`` / time ``before``.
 
-        The active segment is never removed. Raises InvalidTopic, TopicNotFound, and
-        VolumesOutOfSync or Corruption when the volumes cannot be reconciled first.
+        The active segment is never removed; a negative ``before_id`` removes every other one
+        (haraqa's rule). Raises InvalidTopic, TopicNotFound, and VolumesOutOfSync or Corruption
+        when the volumes cannot be reconciled first.
         """
         topic = self._existing_topic(topic)
         with topic_lock(self.volumes, topic):
             dirs = self._dirs(topic)
             read_dir = dirs[-1]
             commit = self._reconciled_commit(dirs)  # repairs a volume that lost the topic first
+            if before_id is not None and before_id < 0:
+                before_id = commit.next_id
             segments = read_dir.committed_segments(commit)
             before_ns = before.timestamp() * 1e9 if before is not None else None
             removed = 0

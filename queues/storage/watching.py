@@ -32,9 +32,11 @@ class CommitRecord:
             self.close()
             return True
 
-    def read(self, keep: bool = True) -> int | None:
+    def read(self, keep: bool = True, strict: bool = False) -> int | None:
         """The committed next id: None if no volume has the topic, DAMAGED if none can be read.
-        ``keep``: keep the file open for the next ``may_have_changed``."""
+        ``keep``: keep the file open for the next ``may_have_changed``. ``strict``: a commit file
+        that cannot be opened (out of descriptors, say) raises its OSError instead of counting as
+        damaged (a poll just tries again later)."""
         self.close()
         damaged = False
         for topic_dir in self.dirs:
@@ -42,7 +44,9 @@ class CommitRecord:
                 fd = os.open(topic_dir.commit_path, os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
                 continue
-            except OSError:  # out of descriptors, say: no answer this time
+            except OSError:
+                if strict:
+                    raise
                 damaged = True
                 continue
             try:
@@ -70,13 +74,13 @@ class TopicWatcher:
 
     def __init__(self, volumes: list[str], topics: list[str]):
         """``topics`` are normalised names. Raises TopicNotFound if one is on no volume,
-        Corruption if no volume's commit record of one can be read."""
+        Corruption if no volume's commit record of one is sound, OSError if one cannot be opened."""
         self.dirs = {topic: [TopicDir(volume, topic) for volume in reversed(volumes)] for topic in topics}
         self.next_ids = {}
         for topic, dirs in self.dirs.items():
-            self.next_ids[topic] = CommitRecord(dirs).read(keep=False)
+            self.next_ids[topic] = CommitRecord(dirs).read(keep=False, strict=True)
         if any(next_id is None for next_id in self.next_ids.values()):
             raise TopicNotFound()
         unreadable = [topic for topic, next_id in self.next_ids.items() if next_id == DAMAGED]
         if unreadable:
-            raise Corruption(f"the commit record of topic {unreadable[0]!r} cannot be read on any volume: run recovery")
+            raise Corruption(f"the commit record of topic {unreadable[0]!r} is damaged on every volume: run recovery")

@@ -326,17 +326,18 @@ def test_patch_truncates_and_reports_offsets(client):
 
 
 def test_patch_bodies_read_as_gos_decoder_reads_them(client):
-    """haraqa decodes the body into its request struct: unknown fields are ignored, JSON null
-    is an empty request (204, nothing to do), a negative id removes nothing but answers the offsets."""
+    """haraqa decodes the body into its request struct: field names match in any case, unknown
+    fields are ignored, JSON null is an empty request (204, nothing to do), and a negative id
+    removes every segment but the active one."""
     client.put("/topics/t")
-    produce(client, "t", [b"x"] * 12)
+    produce(client, "t", [b"x"] * 12)  # segments of 5: 0, 5, 10
     patch = functools.partial(client.patch, "/topics/t", content_type="application/json")
     assert patch('{"truncate": 0, "compact": true}').status_code == 204
     assert patch("null").status_code == 204
-    response = patch('{"truncate": -1}')
-    assert (response.status_code, response.json()) == (200, {"minOffset": 0, "maxOffset": 12})
-    response = patch('{"truncate": 6, "owner": "x"}')
+    response = patch('{"Truncate": 6, "owner": "x"}')
     assert (response.status_code, response.json()) == (200, {"minOffset": 5, "maxOffset": 12})
+    response = patch('{"truncate": -1}')
+    assert (response.status_code, response.json()) == (200, {"minOffset": 10, "maxOffset": 12})
 
 
 @pytest.mark.parametrize("path", ["/topics/t", "/topics"])

@@ -87,7 +87,7 @@ def test_a_topic_on_no_volume_is_refused(store):
 def test_a_topic_whose_commit_no_volume_can_read_is_a_corruption_not_a_missing_topic(store):
     for volume in store.volumes:
         flip_byte(TopicDir(volume, "t").commit_path, 0)
-    with pytest.raises(Corruption, match="commit record of topic 't' cannot be read on any volume"):
+    with pytest.raises(Corruption, match="commit record of topic 't' is damaged on every volume"):
         TopicWatcher(store.volumes, ["t"])
 
 

@@ -26,8 +26,9 @@ def manage(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     ("--workers", "abc", "'abc' is not a whole number of at least 1"),
     ("--port", "70000", "'70000' is not a port number from 1 to 65535"),
     ("--fsync", "always", "'always' is not one of never, batch"),
-    ("--limit", "0", "'0' is not -1 (no limit) or a whole number of at least 1"),
-    ("--client-timeout", "nan", "'nan' is not a number of seconds, 0 or more"),
+    ("--limit", "-5", "'-5' is not -1 or 0 (no limit), or a whole number of at least 1"),
+    ("--client-timeout", "nan", "'nan' is not a number of seconds from 0 to 2147483"),
+    ("--client-timeout", "inf", "'inf' is not a number of seconds from 0 to 2147483"),  # more than the kernel holds
     ("--max-batch-bytes", "0", "'0' is not a whole number of at least 1"),
 ])
 def test_a_bad_serve_flag_is_a_usage_error(flag, value, complaint, tmp_path):
@@ -40,15 +41,31 @@ def test_a_bad_serve_flag_is_a_usage_error(flag, value, complaint, tmp_path):
 
 @pytest.mark.parametrize("command", ["serve", "check"])
 @pytest.mark.parametrize("variable, value, complaint", [
-    ("HARAQA_LIMIT", "-5", "'-5' is not -1 (no limit) or a whole number of at least 1"),
+    ("HARAQA_LIMIT", "-5", "'-5' is not -1 or 0 (no limit), or a whole number of at least 1"),
     ("HARAQA_FSYNC", "always", "'always' is not one of never, batch"),
     ("HARAQA_CORS", "enabled", "'enabled' is not one of 1/0, true/false, yes/no, on/off"),
-    ("HARAQA_CLIENT_TIMEOUT", "-1", "'-1' is not a number of seconds, 0 or more"),
+    ("HARAQA_CLIENT_TIMEOUT", "-1", "'-1' is not a number of seconds from 0 to 2147483"),
 ])
 def test_a_bad_environment_variable_stops_any_command_with_one_line(command, variable, value, complaint, tmp_path):
     volume = [str(tmp_path / "vol")] if command == "serve" else []
     result = manage(command, *volume, env={variable: value, "HARAQA_DATA_DIR": str(tmp_path)})
     assert (result.returncode, result.stderr) == (2, f"error: {variable}: {complaint}\n")
+
+
+def setting_values(names: str, env: dict) -> str:
+    """``print(settings.<name>, ...)`` in a fresh process with ``env``."""
+    code = f"from django.conf import settings as s; print({', '.join('s.' + n for n in names.split())})"
+    result = manage("shell", "--no-imports", "-c", code, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_blank_variables_mean_their_defaults():
+    """``VAR=`` in an .env file reads as unset, as it did before values were checked."""
+    blank = {"DJANGO_DEBUG": "", "HARAQA_CORS": " ", "DJANGO_ALLOWED_HOSTS": ""}
+    assert setting_values("DEBUG HARAQA_CORS ALLOWED_HOSTS", blank) == "False True ['*']"
+    hosts = {"DJANGO_ALLOWED_HOSTS": "queue.example, localhost,"}
+    assert setting_values("ALLOWED_HOSTS", hosts) == "['queue.example', 'localhost']"
 
 
 def test_serves_own_variables_and_the_data_dir_are_checked_too(tmp_path):

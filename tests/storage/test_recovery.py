@@ -17,7 +17,16 @@ from typing import TypeVar
 
 import pytest
 
-from queues.storage import Corruption, GroupOffsetCorrupt, MessageDamaged, NoContent, Store, TopicNotFound, VolumeError
+from queues.storage import (
+    Corruption,
+    GroupOffsetCorrupt,
+    InvalidGroup,
+    MessageDamaged,
+    NoContent,
+    Store,
+    TopicNotFound,
+    VolumeError,
+)
 from queues.storage import verify
 from queues.storage.layout import TopicDir
 from queues.storage.records import RECORD_SIZE, Commit, IndexRecord
@@ -398,6 +407,15 @@ def test_a_commit_a_crash_left_behind_on_the_last_volume_is_rolled_forward(volum
     report = store.check(fix=True)
     assert [p.what for p in report.problems] == ["commit record behind (next id 21, rolled forward to 23)"]
     repaired(store, volumes, sent)
+
+
+def test_a_group_named_like_a_file_is_kept_and_one_named_like_a_temporary_file_refused(volumes):
+    store, sent = filled(volumes)
+    assert store.consume_group("t", "jobs.tmp", 0, 3).messages() == sent[:3]
+    assert store.check(fix=True).healthy  # not taken for a crashed writer's leftover
+    assert store.consume_group("t", "jobs.tmp", -1, 2).messages() == sent[3:5]
+    with pytest.raises(InvalidGroup):
+        store.consume_group("t", "jobs.12.tmp", 0, 1)
 
 
 def test_consumer_group_offsets_are_replicated(volumes):

@@ -144,6 +144,19 @@ def test_create_twice_and_missing_topics(store):
     assert len(os.listdir(locks_dir)) == 1  # t's: names never created leave no lock file behind
 
 
+def test_deleting_again_finishes_a_delete_cut_short(store):
+    store.create_topic("t")
+    produce(store, "t", [b"a", b"b"])
+    store.consume_group("t", "g", 0, 2)
+    for topic_dir in store._dirs("t"):
+        os.unlink(topic_dir.commit_path)  # a delete killed right after its first step
+    store.delete_topic("t")
+    assert all(not os.path.exists(topic_dir.path) for topic_dir in store._dirs("t"))
+    store.create_topic("t")
+    produce(store, "t", [b"new"])
+    assert store.consume_group("t", "g", -1, 5).messages() == [b"new"]  # the old group is gone too
+
+
 @pytest.mark.parametrize(
     "sizes, body, error",
     [([3, 3], b"abcde", InvalidBody), ([3], b"abcd", InvalidBody), ([], b"", InvalidSizes), ([-1], b"", InvalidSizes),
