@@ -4,6 +4,7 @@ the repair and byte-identical volumes where repair was possible."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -17,7 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
+from queues.storage import Store
 from queues.storage.layout import TopicDir
 from queues.storage.records import RECORD_SIZE, IndexRecord
 from tests.conftest import REPO
@@ -356,6 +360,18 @@ def test_recover_exit_codes_for_usage_errors(volumes, tmp_path):
     for args, message in cases:
         result = manage(tmp_path, "recover", *args)
         assert (result.returncode, message in result.stderr) == (2, True), (args, result.stderr)
+
+
+def test_recover_tells_its_outcome_plainly_on_the_command_line_and_as_command_error_in_code(volumes, tmp_path):
+    store = Store(volumes)
+    store.prepare_volumes()
+    store.create_topic("t")
+    shutil.rmtree(os.path.join(volumes[0], "t"))
+    result = manage(tmp_path, "recover", "--dry-run", *volumes)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (1, "problems found (dry run)")
+    with pytest.raises(CommandError) as raised:  # not SystemExit, for callers in code
+        call_command("recover", "--dry-run", *volumes, stdout=io.StringIO(), stderr=io.StringIO())
+    assert (str(raised.value), raised.value.returncode) == ("problems found (dry run)", 1)
 
 
 def test_recover_shows_a_bar_on_a_terminal_and_lines_in_a_pipe(server, connect, volumes, tmp_path):

@@ -74,10 +74,12 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report.to_dict(), indent=2))
         else:
             self.stdout.write(render(report))
-        if not report.ok:  # an outcome, not a failure of the command: no CommandError
+        if not report.ok:
             unrepairable = f"{counted(report.unrepairable, 'message')} unrepairable"
             left = unrepairable if report.lost else "problems found (dry run)"
-            self.stderr.write(left, style_func=_plain)
+            if not self._called_from_command_line:
+                raise CommandError(left, returncode=1)  # call_command's callers get it as Django's commands fail
+            self.stderr.write(left, style_func=_plain)  # an outcome, not a failure of the command: no "CommandError:"
             sys.exit(1)
 
 
