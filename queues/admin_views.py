@@ -43,7 +43,15 @@ from .storage import (
     normalize_topic,
 )
 from .storage.report import format_ranges, outcome
-from .storage.stats import TopicStats, VolumeBadge, browse, segment_table, topic_health, topic_stats, volume_stats
+from .storage.stats import (
+    TopicStats,
+    VolumeBadge,
+    browse,
+    segment_table,
+    served_stats,
+    topic_health,
+    volume_stats,
+)
 
 if TYPE_CHECKING:
     from .admin import StorageModelAdmin
@@ -171,17 +179,18 @@ def filtered_topics(request: HttpRequest) -> tuple[list[str], str]:
         return [], f"Invalid regular expression: {exc.reason}"
 
 
-def safe_stats(volume: str, name: str) -> TopicStats | None:
+def safe_stats(volumes: list[str], name: str) -> TopicStats | None:
+    """The topic's stats from the volume it is served from; None if no volume holds it readable."""
     try:
-        return topic_stats(volume, name)
+        return served_stats(volumes, name)[0]
     except StorageError:
         return None
 
 
 def all_stats(names: list[str]) -> list[TopicStats]:
-    """Stats of every listed topic, from the served (last) volume."""
-    volume = get_store().volumes[-1]
-    return [s for s in (safe_stats(volume, name) for name in names) if s is not None]
+    """Stats of every listed topic, from the volume each is served from."""
+    volumes = get_store().volumes
+    return [s for s in (safe_stats(volumes, name) for name in names) if s is not None]
 
 
 class TopicListView(AdminPageView):
@@ -201,7 +210,7 @@ class TopicListView(AdminPageView):
         page = Paginator(items, TOPICS_PER_PAGE).get_page(self.request.GET.get("p"))
         rows = []
         for item in page:
-            stats = item if isinstance(item, TopicStats) else safe_stats(store.volumes[-1], item)
+            stats = item if isinstance(item, TopicStats) else safe_stats(store.volumes, item)
             name = item.name if isinstance(item, TopicStats) else item
             rows.append(TopicRow(name, stats, topic_health(store.volumes, name)))
         return super().get_context_data(
@@ -323,7 +332,7 @@ class TopicDetailView(TopicPageView):
 
     def get_context_data(self, **kwargs) -> dict[str, Any]:
         store, topic, offsets = get_store(), self.topic, self.offsets
-        stats = topic_stats(store.volumes[-1], topic)
+        stats, served_from = served_stats(store.volumes, topic)
         verify = self.request.GET.get("verify") == "1" or (stats is not None and stats.bytes <= AUTO_VERIFY_BYTES)
         start = max(_int(self.request.GET.get("from"), offsets.min_offset), offsets.min_offset)
         found, browser_error = [], "messages were truncated faster than this page could read them; reload it"
@@ -343,7 +352,7 @@ class TopicDetailView(TopicPageView):
         shown = segment_page.object_list
         return super().get_context_data(
             stats=stats,
-            served_from=store.volumes[-1],
+            served_from=served_from,
             volumes=segment_table(store.volumes, topic, verify, shown.start, len(shown)),
             segment_page=segment_page,
             segment_page_links=page_links(segment_page, self.request, "sp"),

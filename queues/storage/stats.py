@@ -3,9 +3,9 @@
 Cheap by design: a topic's summary costs one directory listing, one commit read and a
 ``stat`` per segment; per-volume health compares commit records and segment lists only.
 Checksums are read only when asked (``segment_table(verify=True)``, through recovery's
-``verify_segment`` so the admin and ``check`` judge copies alike). Nothing here takes a
-lock or writes, so it never slows producers down; a produce racing a read may show a
-volume briefly out of sync.
+``verify_segment`` so the admin and ``check`` judge copies alike). Nothing here writes;
+only the comparison of a topic's volumes takes its lock, for a few reads, since a batch is
+committed volume by volume.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Literal
 
 from .errors import Corruption, MessageDamaged, NoContent
 from .layout import TopicDir, first_stored_id, pread_file, walk_topics
+from .locks import topic_lock
 from .records import RECORD_SIZE, Commit, IndexRecord, message_checksum
 from .store import Store
 from .verify import read_copy, verify_segment
@@ -71,14 +72,39 @@ def topic_stats(volume: str, topic: str) -> TopicStats | None:
     )
 
 
+def served_stats(volumes: list[str], topic: str) -> tuple[TopicStats | None, str]:
+    """Stats of ``topic`` from the volume consumes read it from: the last one holding it
+    intact (see ``Store.offsets``), and that volume; (None, the last volume) if none does."""
+    for volume in reversed(volumes):
+        try:
+            stats = topic_stats(volume, topic)
+        except Corruption:
+            continue
+        if stats is not None:
+            return stats, volume
+    return None, volumes[-1]
+
+
 def topic_health(volumes: list[str], topic: str) -> list[VolumeBadge]:
     """One badge per volume: do its commit and segment list match the last volume's?"""
-    states = []
-    for volume in volumes:
-        topic_dir = TopicDir(volume, topic)
-        commit = _commit_state(topic_dir)
-        states.append(commit if isinstance(commit, str) else (commit, topic_dir.committed_segments(commit)))
+    states = _settled_states(volumes, topic, with_segments=True)
     return [VolumeBadge(volume, _compare(state, states[-1])) for volume, state in zip(volumes, states)]
+
+
+def _settled_states(volumes: list[str], topic: str, with_segments: bool = False) -> list[object]:
+    """Each volume's commit state of ``topic``, read under the topic lock: a batch is committed
+    volume by volume, so reads between two of its commits would see healthy volumes differ.
+    (Held for a few reads: producers wait microseconds. Missing volumes are not locked, so
+    nothing is created on them.)"""
+    with topic_lock([volume for volume in volumes if os.path.isdir(volume)], topic):
+        return [_state(TopicDir(volume, topic), with_segments) for volume in volumes]
+
+
+def _state(topic_dir: TopicDir, with_segments: bool) -> object:
+    commit = _commit_state(topic_dir)
+    if isinstance(commit, str) or not with_segments:
+        return commit
+    return commit, topic_dir.committed_segments(commit)
 
 
 def _commit_state(topic_dir: TopicDir) -> Commit | Health:
@@ -262,14 +288,12 @@ def volume_stats(volumes: list[str]) -> list[VolumeStats]:
     """Path, space, topic count and health of every volume (one walk and commit read per topic)."""
     names = [set(walk_topics(volume)) for volume in volumes]
     everything = set().union(*names)
-    reference = {topic: _commit_state(TopicDir(volumes[-1], topic)) for topic in names[-1]}
+    states = {topic: _settled_states(volumes, topic) for topic in names[-1]}
     out = []
-    for volume, held in zip(volumes, names):
+    for position, (volume, held) in enumerate(zip(volumes, names)):
         usage = _disk_usage(volume)
         out_of_sync = sum(
-            1
-            for topic in held & reference.keys()
-            if _compare(_commit_state(TopicDir(volume, topic)), reference[topic]) != "ok"
+            1 for topic in held & states.keys() if _compare(states[topic][position], states[topic][-1]) != "ok"
         )
         out.append(
             VolumeStats(

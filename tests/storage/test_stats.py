@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 
-from queues.storage.stats import browse, segment_table, topic_health, topic_stats, volume_stats
+from queues.storage import Store
+from queues.storage.stats import browse, segment_table, served_stats, topic_health, topic_stats, volume_stats
 
 from .conftest import produce as append
 
@@ -109,3 +111,37 @@ def test_volume_stats_count_topics_and_spot_missing_or_stale_ones(store):
     ]
     assert stats[1].out_of_sync_topics == 1
     assert stats[2].free_bytes > 0 and stats[2].total_bytes >= stats[2].free_bytes
+
+
+def test_volumes_being_written_are_not_called_out_of_sync(volumes):
+    """Nothing here takes the topic lock, and a batch is committed volume by volume: reads
+    between two of its commits must not report healthy volumes as out of sync."""
+    store = Store(volumes, entries_per_segment=1 << 20)  # one segment: each read stays cheap
+    store.prepare_volumes()
+    store.create_topic("t")
+    stop = threading.Event()
+
+    def keep_producing() -> None:
+        while not stop.is_set():
+            append(store, "t", [b"b"] * 3)
+
+    writer = threading.Thread(target=keep_producing)
+    writer.start()
+    try:
+        seen = set()
+        for _ in range(300):
+            seen.update(badge.health for badge in topic_health(store.volumes, "t"))
+            seen.update(v.out_of_sync_topics for v in volume_stats(store.volumes))
+    finally:
+        stop.set()
+        writer.join()
+    assert store.offsets("t").max_offset > 300  # writes did race the reads
+    assert seen == {"ok", 0}
+
+
+def test_stats_come_from_the_volume_serving_the_topic(store):
+    produce(store, "t", [b"abc"] * 4)
+    shutil.rmtree(os.path.join(store.volumes[-1], "t"))  # the last volume lost it: consumes read another
+    stats, volume = served_stats(store.volumes, "t")
+    assert (stats.messages, volume) == (4, store.volumes[-2])
+    assert served_stats(store.volumes, "missing") == (None, store.volumes[-1])
