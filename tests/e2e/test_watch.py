@@ -16,6 +16,8 @@ from tests.conftest import wait_until
 from .client import HaraqaClient
 from .websocket import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, WAIT, RawWebSocket, close_payload
 
+GRACEFUL_TIMEOUT = 30  # serve's gunicorn graceful_timeout
+
 pytestmark = pytest.mark.e2e
 
 
@@ -177,7 +179,9 @@ def test_stopping_the_server_closes_open_watches_with_1001(server, ws, client):
     # without the worker hook the watch would hold its worker until the 30 s graceful timeout
     opcode, payload = socket_.frame()
     assert (opcode, struct.unpack("!H", payload[:2])[0]) == (OP_CLOSE, 1001)
-    assert server.process.wait(timeout=WAIT * 2) == 0
+    # the server then stops within gunicorn's graceful timeout (30 s); usually in a second or
+    # two, but rarely (once in CI, 2026-11-27) a worker took over 10 s
+    assert server.process.wait(timeout=GRACEFUL_TIMEOUT + WAIT) == 0
 
 
 def _watches_metric(url: str) -> float:
