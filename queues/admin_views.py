@@ -179,18 +179,10 @@ def filtered_topics(request: HttpRequest) -> tuple[list[str], str]:
         return [], f"Invalid regular expression: {exc.reason}"
 
 
-def safe_stats(volumes: list[str], name: str) -> TopicStats | None:
-    """The topic's stats from the volume it is served from; None if no volume holds it readable."""
-    try:
-        return served_stats(volumes, name)[0]
-    except StorageError:
-        return None
-
-
 def all_stats(names: list[str]) -> list[TopicStats]:
     """Stats of every listed topic, from the volume each is served from."""
     volumes = get_store().volumes
-    return [s for s in (safe_stats(volumes, name) for name in names) if s is not None]
+    return [s for s in (served_stats(volumes, name)[0] for name in names) if s is not None]
 
 
 class TopicListView(AdminPageView):
@@ -210,7 +202,7 @@ class TopicListView(AdminPageView):
         page = Paginator(items, TOPICS_PER_PAGE).get_page(self.request.GET.get("p"))
         rows = []
         for item in page:
-            stats = item if isinstance(item, TopicStats) else safe_stats(store.volumes, item)
+            stats = item if isinstance(item, TopicStats) else served_stats(store.volumes, item)[0]
             name = item.name if isinstance(item, TopicStats) else item
             rows.append(TopicRow(name, stats, topic_health(store.volumes, name)))
         return super().get_context_data(

@@ -87,11 +87,11 @@ def served_stats(volumes: list[str], topic: str) -> tuple[TopicStats | None, str
 
 def topic_health(volumes: list[str], topic: str) -> list[VolumeBadge]:
     """One badge per volume: do its commit and segment list match the last volume's?"""
-    states = _settled_states(volumes, topic, with_segments=True)
+    states = _locked_states(volumes, topic, with_segments=True)
     return [VolumeBadge(volume, _compare(state, states[-1])) for volume, state in zip(volumes, states)]
 
 
-def _settled_states(volumes: list[str], topic: str, with_segments: bool = False) -> list[object]:
+def _locked_states(volumes: list[str], topic: str, with_segments: bool = False) -> list[object]:
     """Each volume's commit state of ``topic``, read under the topic lock: a batch is committed
     volume by volume, so reads between two of its commits would see healthy volumes differ.
     (Held for a few reads: producers wait microseconds. Missing volumes are not locked, so
@@ -288,7 +288,7 @@ def volume_stats(volumes: list[str]) -> list[VolumeStats]:
     """Path, space, topic count and health of every volume (one walk and commit read per topic)."""
     names = [set(walk_topics(volume)) for volume in volumes]
     everything = set().union(*names)
-    states = {topic: _settled_states(volumes, topic) for topic in names[-1]}
+    states = {topic: _locked_states(volumes, topic) for topic in names[-1]}
     out = []
     for position, (volume, held) in enumerate(zip(volumes, names)):
         usage = _disk_usage(volume)
