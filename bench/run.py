@@ -8,6 +8,9 @@ real API (bench/urls.py). Each case and its baseline run back to back, in turn f
 ``--rounds`` times; the table shows median req/s, MB/s and the median of the per-round
 ratios with their range. Output is committed as bench/results.txt. Machines here are small and
 noisy (drift of 2x between minutes is common): read the paired ratios, not the req/s.
+
+``--free-messages`` runs the produce cases on servers whose per-message work is free
+(bench/free_messages.py), into bench/free_messages.txt: what the ratios would be at best.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import free_messages  # noqa: E402
 from tests.conftest import free_port, start_server  # noqa: E402
 from tests.e2e.client import HaraqaClient  # noqa: E402
 
@@ -115,12 +119,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--output", default=str(REPO / "bench" / "results.txt"))
+    parser.add_argument("--output", help="default: bench/results.txt, or bench/free_messages.txt")
     parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
+    parser.add_argument("--free-messages", action="store_true", help="make per-message work free; produce cases only")
     args = parser.parse_args()
+    args.output = args.output or str(REPO / "bench" / ("free_messages.txt" if args.free_messages else "results.txt"))
 
     workdir = Path(tempfile.mkdtemp(prefix="haraqa-bench-"))
-    env = {"DJANGO_SETTINGS_MODULE": "bench.settings"}
+    env = {"DJANGO_SETTINGS_MODULE": "bench.settings", free_messages.ENVIRONMENT_VARIABLE: "1" if args.free_messages else "0"}
     servers = {}
     try:
         for copies in (1, 3):
@@ -144,7 +150,7 @@ def main() -> None:
                   Case("bare DRF POST 100B", "/bare/drf", "POST", 100), 1)]
         rows = []
         for ours, base, copies in cases + extra:
-            if args.only not in ours.name:
+            if args.only not in ours.name or (args.free_messages and not ours.name.startswith("produce")):
                 continue
             server = servers[copies]
             scripts = {ours.name: lua_script(ours, workdir), base.name: lua_script(base, workdir)}
@@ -195,7 +201,8 @@ def format_row(ours: Case, base: Case, pairs: list) -> str:
 
 def report(rows, args) -> None:
     header = (
-        f"# bench/run.py --seconds {args.seconds} --rounds {args.rounds} --connections {args.connections}\n"
+        f"# bench/run.py --seconds {args.seconds} --rounds {args.rounds} --connections {args.connections}"
+        f"{' --free-messages' if args.free_messages else ''}\n"
         f"# {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; gunicorn gthread, serve defaults; wrk -t1 -c{args.connections}\n"
         "# each round runs the case and its baseline back to back, in turn first; req/s are medians over the rounds;\n"
         "# ratio = median of the per-round ratios (ours / baseline), with their range;\n"
