@@ -85,14 +85,24 @@ class AdminPageView(TemplateView):
             self.load()
             return super().dispatch(request, *args, **kwargs)
         except (TopicNotFound, InvalidTopic):
-            raise Http404("No such topic") from None
+            return self.not_found("No such topic", self.admin_url("changelist"), "the topics")
+        except Http404 as exc:
+            return self.not_found(str(exc), self.back_url(), self.back_label())
         except StorageError as exc:
             if request.method == "POST":
                 messages.error(request, f"The storage engine refused: {exc}")
                 return HttpResponseRedirect(self.back_url())
-            context = {**self.model_admin.admin_site.each_context(request), "opts": self.model_admin.opts,
-                       "title": "Storage error", "error": str(exc)}
-            return TemplateResponse(request, "admin/queues/storage_error.html", context, status=503)
+            return self.error_page("admin/queues/storage_error.html", 503, title="Storage error", error=str(exc))
+
+    def not_found(self, reason: str, back_url: str, back_label: str) -> TemplateResponse:
+        """The admin's own 404 page: the root URLconf's handler404 answers as haraqa's API does."""
+        return self.error_page("admin/queues/not_found.html", 404, title="Not found", reason=reason,
+                               back_url=back_url, back_label=back_label)
+
+    def error_page(self, template: str, status: int, **context: Any) -> TemplateResponse:
+        """A page in the admin's frame, in place of the view's own."""
+        context = {**self.model_admin.admin_site.each_context(self.request), "opts": self.model_admin.opts, **context}
+        return TemplateResponse(self.request, template, context, status=status)
 
     def get_context_data(self, **kwargs) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -110,6 +120,10 @@ class AdminPageView(TemplateView):
     def back_url(self) -> str:
         """Where a failed action sends the user back to."""
         return self.admin_url("changelist")
+
+    def back_label(self) -> str:
+        """What ``back_url`` shows, for a link saying "Back to ..."."""
+        return f"the {self.model_admin.opts.verbose_name_plural}"
 
     def get_title(self) -> str:
         return self.title
@@ -142,6 +156,9 @@ class TopicPageView(AdminPageView):
 
     def back_url(self) -> str:
         return self.topic_url()
+
+    def back_label(self) -> str:
+        return f"topic {self.topic}"
 
     def get_title(self) -> str:
         return f"{self.title} {self.topic}".strip()

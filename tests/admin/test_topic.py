@@ -134,6 +134,22 @@ def test_missing_and_invalid_topics_are_404(admin_client, store):
     assert admin_client.get(topic_url("delete", "nope")).status_code == 404
 
 
+def test_a_404_in_the_admin_is_an_admin_page_with_the_reason_and_a_way_back(admin_client, store):
+    produce(store, "web", [b"first"])
+    cases = [
+        (admin_client.get(topic_url("change", "nope")), "No such topic", topic_url("changelist")),
+        (admin_client.post(topic_url("delete", "nope")), "No such topic", topic_url("changelist")),
+        (admin_client.get(topic_url("message", "web", 5)), "No such message", topic_url("change", "web")),
+        (admin_client.get(topic_url("message_raw", "web", 5)), "No such message", topic_url("change", "web")),
+    ]
+    for response, reason, back in cases:
+        assert response.status_code == 404
+        assert response["Content-Type"].startswith("text/html")
+        html = response.content.decode()
+        assert reason in html and f'href="{back}"' in html
+        assert 'href="/static/queues/admin.css"' in html  # the admin's frame, not the API's text
+
+
 def test_produce_appends_a_message_and_logs_it(admin_client, admin_user, store):
     store.create_topic("t")
     response = admin_client.post(topic_url("produce", "t"), {"body": "héllo <b>"})

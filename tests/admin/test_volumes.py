@@ -88,7 +88,9 @@ def test_messages_damaged_on_every_volume_are_reported_unrepairable(admin_client
     assert "Unrepairable" in page.content.decode()
     rows = admin_client.get(topic_url("change", "t")).context["rows"]
     assert [(r["info"].id, r["info"].damaged) for r in rows] == [(0, False), (1, True), (2, False)]
-    assert admin_client.get(topic_url("message", "t", 1)).status_code == 404
+    damaged = admin_client.get(topic_url("message", "t", 1))
+    assert damaged.status_code == 404
+    assert "This message is damaged on every volume and is not served" in damaged.content.decode()
 
 
 def test_only_one_run_at_a_time(admin_client, store, settings):
