@@ -93,6 +93,33 @@ def test_messages_damaged_on_every_volume_are_reported_unrepairable(admin_client
     assert "This message is damaged on every volume and is not served" in damaged.content.decode()
 
 
+def test_the_report_says_no_problem_only_when_no_message_is_lost_either(admin_client, store):
+    produce(store, "t", [b"aaaa", b"bbbb", b"cccc"])
+
+    def run(name: str) -> tuple[dict, str]:
+        admin_client.post(volume_url(name))
+        wait_for_runs()
+        page = admin_client.get(volume_url("changelist"))
+        return page.context["report"], page.content.decode()
+
+    intact = "No problem: every volume holds every message intact."
+    report, html = run("check")
+    assert (report["problems"], report["lost"]) == ([], [])
+    assert intact in html
+    shutil.rmtree(os.path.join(store.volumes[0], "t"))
+    for volume in store.volumes[1:]:
+        with open(os.path.join(volume, "t", "00000000000000000000.dat"), "r+b") as f:
+            f.seek(5)
+            f.write(b"X")  # message 1 on every copy left
+    report, html = run("recover")
+    assert report["problems"] and report["lost"]
+    assert intact not in html and "No other problem" not in html
+    report, html = run("check")  # the copy is back; message 1 is still damaged on every volume
+    assert (report["problems"], report["lost"]) == ([], [{"topic": "t", "first_id": 1, "last_id": 1}])
+    assert intact not in html
+    assert "No other problem: the volumes agree, and every message is intact except those below" in html
+
+
 def test_only_one_run_at_a_time(admin_client, store, settings):
     settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
     with open(settings.DATA_DIR / admin_jobs.LOCK_FILE, "w") as lock:
