@@ -467,9 +467,15 @@ class TruncateView(TopicPageView):
         store, topic, offsets_before = get_store(), self.topic, self.offsets
         after = store.truncate(topic, before_id=form.cleaned_data["before_id"], before=form.cleaned_data["before"])
         asked = ", ".join(f"{k}={v}" for k, v in form.cleaned_data.items() if v is not None)
-        result = f"first stored id {offsets_before.min_offset} -> {after.min_offset}"
+        if after.min_offset != offsets_before.min_offset:
+            result = f"first stored id {offsets_before.min_offset} -> {after.min_offset}"
+            messages.success(request, f"Truncated {topic}: {result}.")
+        else:
+            result = f"nothing removed, first stored id stays {after.min_offset}"
+            messages.warning(request, f"Nothing was removed from {topic}: only whole segments whose messages all "
+                                      f"precede the bound go, and never the active segment. "
+                                      f"The first stored id stays {after.min_offset}.")
         self.log([Topic(name=topic)], f"Truncated ({asked}): {result}")
-        messages.success(request, f"Truncated {topic}: {result}.")
         return HttpResponseRedirect(self.topic_url())
 
 

@@ -8,6 +8,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from django.contrib import messages
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 
 from queues.admin_views import MESSAGES_PER_PAGE, SEGMENTS_PER_PAGE, preview
@@ -173,6 +174,20 @@ def test_truncate_asks_for_confirmation_then_removes_whole_segments(admin_client
     assert store.offsets("t").min_offset == 5
     entry = LogEntry.objects.get()
     assert entry.change_message == "Truncated (before_id=7): first stored id 0 -> 5"
+
+
+def test_a_truncate_that_removes_nothing_says_so_and_why(admin_client, store):
+    produce(store, "t", [b"x"] * 7)  # segments 0 and 5, the active one
+    response = admin_client.post(topic_url("truncate", "t"), {"before_id": "3"}, follow=True)
+    assert store.offsets("t").min_offset == 0
+    [message] = response.context["messages"]
+    assert message.level == messages.WARNING
+    assert str(message) == (
+        "Nothing was removed from t: only whole segments whose messages all precede the bound go, and never "
+        "the active segment. The first stored id stays 0."
+    )
+    entry = LogEntry.objects.get()
+    assert entry.change_message == "Truncated (before_id=3): nothing removed, first stored id stays 0"
 
 
 def test_truncate_by_time(admin_client, store):
