@@ -19,7 +19,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.utils import quote, unquote
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.defaultfilters import filesizeformat
@@ -285,18 +285,31 @@ class ProduceForm(forms.Form):
     body = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), strip=False, required=False)
 
 
+ID_ERROR = "Enter a whole number, 1 or more."
+
+
 class TruncateForm(forms.Form):
-    before_id = forms.IntegerField(min_value=1, required=False, label="Before id")
+    before_id = forms.IntegerField(min_value=1, required=False, label="Before id",
+                                   error_messages={"invalid": ID_ERROR, "min_value": ID_ERROR})
     before = forms.DateTimeField(required=False, label="Before time (UTC)",
                                  widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 1}))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        if data.get("before_id") is None and data.get("before") is None:
+        if not self.errors and data.get("before_id") is None and data.get("before") is None:
             raise forms.ValidationError("Give an id, a time, or both.")
         if data.get("before") is not None:
             data["before"] = data["before"].astimezone(timezone.utc)
         return data
+
+
+def form_errors(form: forms.Form) -> str:
+    """An invalid form's errors as one line; a field's own start with its label."""
+    return " ".join(
+        error if field == NON_FIELD_ERRORS else f"{form[field].label}: {error}"
+        for field, errors in form.errors.items()
+        for error in errors
+    )
 
 
 @dataclass(frozen=True)
@@ -456,7 +469,7 @@ class TruncateView(TopicPageView):
     def get(self, request, *args, **kwargs):
         form = TruncateForm(request.GET)
         if not form.is_valid():
-            messages.error(request, " ".join(form.errors.get("__all__", [])) or "Invalid truncation request.")
+            messages.error(request, form_errors(form))
             return HttpResponseRedirect(self.topic_url())
         return self.render_to_response(self.get_context_data(form=form, request_data=form.cleaned_data))
 

@@ -206,6 +206,18 @@ def test_truncate_without_a_bound_goes_back_with_an_error(admin_client, store):
     assert admin_client.post(topic_url("truncate", "t"), {}).status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [({"before_id": bad, "before": ""}, "Before id: Enter a whole number, 1 or more.") for bad in ("abc", "0", "-5")]
+    + [({"before_id": "", "before": "soon"}, "Before time (UTC): Enter a valid date/time.")],
+)
+def test_a_bad_truncate_bound_goes_back_with_the_fields_own_error(admin_client, store, query, error):
+    store.create_topic("t")
+    response = admin_client.get(topic_url("truncate", "t"), query, follow=True)
+    assert response.redirect_chain == [(topic_url("change", "t"), 302)]
+    assert [str(m) for m in response.context["messages"]] == [error]
+
+
 def test_delete_asks_for_confirmation_then_deletes_and_logs(admin_client, admin_user, store):
     produce(store, "t/nested", [b"x"])
     store.create_topic("t")
