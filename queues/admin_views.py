@@ -282,7 +282,14 @@ class TopicChartView(AdminPageView):
 
 
 class ProduceForm(forms.Form):
-    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), strip=False, required=False)
+    body = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), strip=False, required=False,
+        help_text="Stored as UTF-8. Line breaks are stored as LF (\\n), not as the CRLF browsers send.",
+    )
+
+    def clean_body(self) -> str:
+        # Browsers send a textarea's line breaks as CRLF; the operator typed plain line breaks.
+        return self.cleaned_data["body"].replace("\r\n", "\n").replace("\r", "\n")
 
 
 ID_ERROR = "Enter a whole number, 1 or more."

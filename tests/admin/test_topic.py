@@ -162,6 +162,14 @@ def test_produce_appends_a_message_and_logs_it(admin_client, admin_user, store):
     assert entry.get_admin_url() == topic_url("change", "t")
 
 
+def test_produce_stores_line_breaks_as_lf_though_browsers_send_crlf(admin_client, store):
+    store.create_topic("t")
+    admin_client.post(topic_url("produce", "t"), {"body": "one\r\ntwo\rthree\n"})
+    assert store.consume("t", 0, 1).messages() == [b"one\ntwo\nthree\n"]
+    assert LogEntry.objects.get().change_message == "Produced message 0 (14 bytes)"
+    assert "Line breaks are stored as LF" in admin_client.get(topic_url("change", "t")).content.decode()
+
+
 def test_truncate_asks_for_confirmation_then_removes_whole_segments(admin_client, store):
     produce(store, "t", [b"x"] * 12)  # segments 0, 5, 10
     before = {v: sorted(os.listdir(os.path.join(v, "t"))) for v in store.volumes}
