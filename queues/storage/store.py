@@ -147,11 +147,13 @@ class Store:
             for topic_dir in self._dirs(topic):
                 _remove_topic_files(topic_dir)
 
-    def list_topics(self, regex: str | None = None, prefix: str = "", suffix: str = "") -> list[str]:
+    def list_topics(
+        self, regex: str | None = None, prefix: str = "", suffix: str = "", *, ignore_case: bool = False
+    ) -> list[str]:
         """Sorted topic names on any volume (a lost volume hides none), those starting with
-        ``prefix``, ending with ``suffix`` and, with ``regex``, that it matches anywhere in.
-        Raises InvalidRegex."""
-        pattern = compile_regex(regex) if regex else None
+        ``prefix``, ending with ``suffix`` and, with ``regex``, that it matches anywhere in
+        (regardless of case with ``ignore_case``). Raises InvalidRegex."""
+        pattern = compile_regex(regex, ignore_case) if regex else None
         topics = {t for volume in self.volumes for t in layout.walk_topics(volume)}
         return sorted(
             t for t in topics if t.startswith(prefix) and t.endswith(suffix) and (pattern is None or pattern.search(t))
@@ -375,16 +377,22 @@ class Store:
         return newest
 
 
-_REGEX_OPTIONS = re2.Options()
-_REGEX_OPTIONS.log_errors = False  # a client's bad pattern belongs in its answer, not in the server log
+def _regex_options(ignore_case: bool) -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False  # a client's bad pattern belongs in its answer, not in the server log
+    options.case_sensitive = not ignore_case
+    return options
 
 
-def compile_regex(pattern: str):
+_REGEX_OPTIONS = {ignore_case: _regex_options(ignore_case) for ignore_case in (False, True)}
+
+
+def compile_regex(pattern: str, ignore_case: bool = False):
     """``pattern`` compiled by RE2: the syntax of Go's regexp, which haraqa's server filters topics
     with, and matching in linear time. Python's ``re`` backtracks: ``^(a+)+$`` against a topic of 40
     a's and a dash would hold the worker, GIL and all, for hours. Raises InvalidRegex."""
     try:
-        return re2.compile(pattern, _REGEX_OPTIONS)
+        return re2.compile(pattern, _REGEX_OPTIONS[ignore_case])
     except re2.error as exc:
         reason = exc.args[0] if exc.args else "unknown"
         raise InvalidRegex(reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)) from None

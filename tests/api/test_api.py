@@ -270,6 +270,7 @@ def test_list_topics_regex(client):
     client.put("/topics/alpha")
     client.put("/topics/beta")
     assert client.get("/topics?regex=^al").content == b"alpha"
+    assert client.get("/topics?regex=^AL").content == b""  # case-sensitive, as haraqa's server
     response = client.get("/topics?regex=(")
     assert (response.status_code, response["X-Errors"]) == (400, "invalid regex")
 

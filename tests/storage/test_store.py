@@ -115,6 +115,8 @@ def test_topic_names_are_lower_cased_and_nested(store):
     produce(store, "ORDERS/eu", [b"x"])
     assert store.list_topics() == ["orders", "orders/eu"]
     assert store.list_topics("eu$") == ["orders/eu"]
+    assert store.list_topics("EU$") == []
+    assert store.list_topics("EU$", ignore_case=True) == ["orders/eu"]
     store.delete_topic("orders")
     assert store.list_topics() == ["orders/eu"]
     assert read_all(store, "orders/eu") == [b"x"]
