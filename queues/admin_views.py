@@ -64,6 +64,8 @@ MESSAGE_PREVIEW_BYTES = 64 * 1024
 AUTO_VERIFY_BYTES = 8 * 1024 * 1024  # topic pages verify every checksum below this size
 CHART_TOPICS = 10
 SORT_KEYS = {
+    "first_id": lambda s: s.first_id,
+    "last_id": lambda s: -1 if s.last_id is None else s.last_id,
     "messages": lambda s: s.messages,
     "bytes": lambda s: s.bytes,
     "segments": lambda s: s.segments,
@@ -187,11 +189,12 @@ class TopicRow:
 
 def filtered_topics(request: HttpRequest) -> tuple[list[str], str]:
     """The topics the filter box (``q``, ``mode``: a literal prefix or a regex) selects, and
-    an error message for an invalid regex."""
+    an error message for an invalid regex. Both ignore case, as topic names are lower-case."""
     query, mode = request.GET.get("q", ""), request.GET.get("mode", "prefix")
-    by_regex = mode == "regex" and query
     try:
-        return get_store().list_topics(query if by_regex else None, prefix="" if by_regex else query.lower()), ""
+        if mode == "regex" and query:
+            return get_store().list_topics(query, ignore_case=True), ""
+        return get_store().list_topics(prefix=query.lower()), ""
     except InvalidRegex as exc:
         return [], f"Invalid regular expression: {exc.reason}"
 
@@ -231,6 +234,7 @@ class TopicListView(AdminPageView):
             mode=self.request.GET.get("mode", "prefix"),
             error=error,
             columns=sort_columns(field, descending),
+            order=f"-{field}" if descending else field,
             volumes=store.volumes,
             chart_url=self.admin_url("chart"),
             **kwargs,
@@ -240,8 +244,8 @@ class TopicListView(AdminPageView):
 def sort_columns(field: str, descending: bool) -> list[dict[str, str]]:
     """Header cells: label, the ``o`` value a click asks for, and the current arrow."""
     columns = []
-    for key, label in (("name", "Topic"), ("messages", "Messages"), ("bytes", "Bytes"),
-                       ("segments", "Segments"), ("last_write", "Last write")):
+    for key, label in (("name", "Topic"), ("first_id", "First id"), ("last_id", "Last id"), ("messages", "Messages"),
+                       ("bytes", "Bytes"), ("segments", "Segments"), ("last_write", "Last write")):
         current = key == field
         first_click = key if key == "name" else f"-{key}"  # figures sort largest first
         columns.append({

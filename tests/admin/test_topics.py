@@ -43,6 +43,8 @@ def test_prefix_and_regex_filters(admin_client, store):
     assert names(q="app") == ["app/a", "app/b"]
     assert names(q="APP/") == ["app/a", "app/b"]  # names are lower-cased, so is the prefix
     assert names(q="app$", mode="regex") == ["web/app"]
+    assert names(q="APP$", mode="regex") == ["web/app"]  # names are lower-case: the regex ignores case
+    assert names(q="^[A-Z]+$", mode="regex") == ["other"]
     assert names(q="a.p", mode="prefix") == []  # a prefix is literal
     page = admin_client.get(topic_url("changelist"), {"q": "(", "mode": "regex"})
     assert page.status_code == 200
@@ -62,6 +64,24 @@ def test_sorting_by_each_figure(admin_client, store):
     assert names("-segments")[0] == "many"
     assert names("-last_write")[0] == "many"
     assert names("nonsense") == ["big", "many", "small"]
+    store.truncate("many", before_id=5)  # first ids: big 0, many 5, small 0; last ids 0, 10, 2
+    store.create_topic("empty")  # no last id
+    assert names("-first_id") == ["many", "big", "empty", "small"]
+    assert names("first_id") == ["big", "empty", "small", "many"]
+    assert names("-last_id") == ["many", "small", "big", "empty"]
+    assert names("last_id") == ["empty", "big", "small", "many"]
+
+
+def test_every_column_but_volumes_sorts_and_the_filter_keeps_the_sort(admin_client, store):
+    store.create_topic("t")
+    page = admin_client.get(topic_url("changelist"), {"q": "t", "o": "-first_id", "p": "1"})
+    assert [c["order"] for c in page.context["columns"]] == [
+        "name", "first_id", "-last_id", "-messages", "-bytes", "-segments", "-last_write"
+    ]  # a second click on First id sorts it the other way
+    html = page.content.decode()
+    assert html.count('class="sortable') == 7
+    assert 'href="?q=t&amp;o=-last_id"' in html
+    assert '<input type="hidden" name="o" value="-first_id">' in html
 
 
 def test_pagination_keeps_the_filter_and_sort(admin_client, store):
