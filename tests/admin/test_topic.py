@@ -106,6 +106,18 @@ def test_message_browser_pages_by_id_across_segments(admin_client, store):
     assert admin_client.get(url, {"from": "junk"}).status_code == 200
 
 
+def test_message_paging_keeps_the_segment_page_and_verify(admin_client, store, monkeypatch):
+    monkeypatch.setattr("queues.admin_views.AUTO_VERIFY_BYTES", 5)
+    produce(store, "long", [b"m%03d" % i for i in range(47)])
+    html = admin_client.get(topic_url("change", "long"), {"from": 20, "sp": 1, "verify": 1}).content.decode()
+    for start in (0, 40, 27):  # first and previous, next, newest
+        assert f'href="?from={start}&amp;sp=1&amp;verify=1#messages"' in html
+    assert '<input type="hidden" name="sp" value="1">' in html  # the From id box keeps them too
+    assert '<input type="hidden" name="verify" value="1">' in html
+    html = admin_client.get(topic_url("change", "long"), {"from": 20, "sp": 1}).content.decode()
+    assert 'href="?from=20&amp;sp=1&amp;verify=1#segments"' in html  # Verify keeps the messages shown
+
+
 def test_message_page_shows_the_whole_message_escaped(admin_client, store):
     produce(store, "web", [b"first", XSS])
     page = admin_client.get(topic_url("message", "web", 1))
