@@ -54,6 +54,7 @@ class TopicAdmin(StorageModelAdmin):
             self.route("<str:topic>/produce/", views.ProduceView, "produce"),
             self.route("<str:topic>/truncate/", views.TruncateView, "truncate"),
             self.route("<str:topic>/delete/", views.DeleteView, "delete"),
+            self.route("<str:topic>/history/", views.TopicHistoryView, "history"),
         ]
 
 
@@ -67,4 +68,5 @@ class VolumeAdmin(StorageModelAdmin):
             self.route("run.json", views.RunStatusView, "run_status"),
             self.route("check/", views.CheckView, "check"),
             self.route("recover/", views.RecoverView, "recover"),
+            self.route("history/", views.VolumeHistoryView, "history"),
         ]

@@ -19,8 +19,10 @@ from django import forms
 from django.contrib import messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.utils import quote, unquote
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
 TOPICS_PER_PAGE = 50
 MESSAGES_PER_PAGE = 20
 SEGMENTS_PER_PAGE = 20
+HISTORY_PER_PAGE = 50
 LIST_PREVIEW_BYTES = 256
 MESSAGE_PREVIEW_BYTES = 64 * 1024
 AUTO_VERIFY_BYTES = 8 * 1024 * 1024  # topic pages verify every checksum below this size
@@ -87,7 +90,8 @@ class AdminPageView(TemplateView):
             self.load()
             return super().dispatch(request, *args, **kwargs)
         except (TopicNotFound, InvalidTopic):
-            return self.not_found("No such topic", self.admin_url("changelist"), "the topics")
+            return self.not_found("No such topic", self.admin_url("changelist"), "the topics",
+                                  history_url=self.missing_topic_history_url())
         except Http404 as exc:
             return self.not_found(str(exc), self.back_url(), self.back_label())
         except StorageError as exc:
@@ -96,10 +100,10 @@ class AdminPageView(TemplateView):
                 return HttpResponseRedirect(self.back_url())
             return self.error_page("admin/queues/storage_error.html", 503, title="Storage error", error=str(exc))
 
-    def not_found(self, reason: str, back_url: str, back_label: str) -> TemplateResponse:
+    def not_found(self, reason: str, back_url: str, back_label: str, **context: Any) -> TemplateResponse:
         """The admin's own 404 page: the root URLconf's handler404 answers as haraqa's API does."""
         return self.error_page("admin/queues/not_found.html", 404, title="Not found", reason=reason,
-                               back_url=back_url, back_label=back_label)
+                               back_url=back_url, back_label=back_label, **context)
 
     def error_page(self, template: str, status: int, **context: Any) -> TemplateResponse:
         """A page in the admin's frame, in place of the view's own."""
@@ -126,6 +130,10 @@ class AdminPageView(TemplateView):
     def back_label(self) -> str:
         """What ``back_url`` shows, for a link saying "Back to ..."."""
         return f"the {self.model_admin.opts.verbose_name_plural}"
+
+    def missing_topic_history_url(self) -> str | None:
+        """Where the 404 page of a topic that is gone finds its history, if it has one."""
+        return None
 
     def get_title(self) -> str:
         return self.title
@@ -161,6 +169,13 @@ class TopicPageView(AdminPageView):
 
     def back_label(self) -> str:
         return f"topic {self.topic}"
+
+    def missing_topic_history_url(self) -> str | None:
+        try:
+            logged = topic_log(self.topic).exists()
+        except InvalidTopic:
+            return None
+        return self.topic_url("history") if logged else None
 
     def get_title(self) -> str:
         return f"{self.title} {self.topic}".strip()
@@ -516,6 +531,53 @@ class DeleteView(TopicPageView):
         self.model_admin.log_deletions(request, [Topic(name=topic)])  # once done, as the other actions log
         messages.success(request, f"Deleted topic {topic}.")
         return HttpResponseRedirect(self.admin_url("changelist"))
+
+
+# history: the admin log, which outlives what it tells of
+
+
+def log_entries(model: type[Topic] | type[Volume]) -> QuerySet[LogEntry]:
+    """The admin log entries of ``model``'s objects, newest first."""
+    content_type = ContentType.objects.get_for_model(model, for_concrete_model=False)  # as log_actions
+    return LogEntry.objects.filter(content_type=content_type).select_related("user").order_by("-action_time", "-pk")
+
+
+def topic_log(topic: str) -> QuerySet[LogEntry]:
+    return log_entries(Topic).filter(object_id=topic)
+
+
+def history_context(request: HttpRequest, entries: QuerySet[LogEntry]) -> dict[str, Any]:
+    page = Paginator(entries, HISTORY_PER_PAGE).get_page(request.GET.get("p"))
+    return {"entries": page, "page_links": page_links(page, request, "p")}
+
+
+class TopicHistoryView(TopicPageView):
+    """The topic's log entries: time, user and what was done, also once the topic is deleted."""
+
+    template_name = "admin/queues/topic_history.html"
+    title = "History of"
+
+    @cached_property
+    def offsets(self) -> Offsets | None:
+        """None once the topic is deleted: its page is gone, its history is not."""
+        try:
+            return get_store().offsets(self.topic)
+        except TopicNotFound:
+            return None
+
+    def get_context_data(self, **kwargs) -> dict[str, Any]:
+        return super().get_context_data(**history_context(self.request, topic_log(self.topic)), **kwargs)
+
+
+class VolumeHistoryView(AdminPageView):
+    """Checks and recoveries started from the admin: one log entry per volume."""
+
+    permission = "queues.view_volumes"
+    template_name = "admin/queues/volume_history.html"
+    title = "History of the volumes"
+
+    def get_context_data(self, **kwargs) -> dict[str, Any]:
+        return super().get_context_data(**history_context(self.request, log_entries(Volume)), **kwargs)
 
 
 # volumes and recovery

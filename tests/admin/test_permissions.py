@@ -22,8 +22,10 @@ PAGES = [
     ("post", "topic", "truncate", True, (), {"before_id": "5"}, "change_topics"),
     ("get", "topic", "delete", True, (), None, "change_topics"),
     ("post", "topic", "delete", True, (), {}, "change_topics"),
+    ("get", "topic", "history", True, (), None, "view_topics"),
     ("get", "volume", "changelist", False, (), None, "view_volumes"),
     ("get", "volume", "run_status", False, (), None, "view_volumes"),
+    ("get", "volume", "history", False, (), None, "view_volumes"),
     ("post", "volume", "check", False, (), {}, "can_recover"),
     ("post", "volume", "recover", False, (), {}, "can_recover"),
 ]
