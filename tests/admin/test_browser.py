@@ -39,6 +39,14 @@ def request(method: str, url: str, data: bytes | None = None, headers: dict | No
         return response.status
 
 
+def read_message(url: str, topic: str, message_id: int) -> bytes:
+    import urllib.request
+
+    req = urllib.request.Request(f"{url}/topics/{topic}", headers={"X-Id": str(message_id), "X-Limit": "1"})
+    with urllib.request.urlopen(req, timeout=30) as response:
+        return response.read()
+
+
 def produce(url: str, topic: str, messages: list[bytes]) -> None:
     sizes = ":".join(str(len(m)) for m in messages)
     assert request("POST", f"{url}/topics/{topic}", b"".join(messages), {"X-Sizes": sizes}) == 204
@@ -128,10 +136,11 @@ def test_admin_end_to_end_in_chromium(server_factory, volumes, tmp_path, browser
 
     # Produce from the form, truncate and delete through their confirmation pages.
     page.goto(f"{server.url}/admin/queues/topic/orders/")
-    page.fill("#id_body", "hello from the admin")
+    page.fill("#id_body", "hello from\nthe admin")
     page.click("input[type=submit][value=Produce]")
     page.wait_for_selector(".messagelist .success")
-    assert page.locator(".queues-messages tbody tr").first.locator("pre").inner_text() == "hello from the admin"
+    assert page.locator(".queues-messages tbody tr").first.locator("pre").inner_text() == "hello from\nthe admin"
+    assert read_message(server.url, "orders", 22) == b"hello from\nthe admin"  # the browser sent CRLF
     page.fill("#id_before_id", "10")
     page.click("input[type=submit][value='Truncate…']")
     page.wait_for_selector("text=Truncate orders?")
@@ -139,6 +148,13 @@ def test_admin_end_to_end_in_chromium(server_factory, volumes, tmp_path, browser
     page.click("input[type=submit][value='Yes, truncate']")
     page.wait_for_selector(".messagelist .success")
     assert "first stored id 0 -> 10" in page.locator(".messagelist").inner_text()
+    page.click("a.historylink")
+    page.wait_for_selector("#history")
+    actions = page.locator("#history tbody tr")
+    assert actions.count() == 2  # newest first, with who did it
+    assert "Truncated (before_id=10): first stored id 0 -> 10" in actions.nth(0).inner_text()
+    assert "admin" in actions.nth(1).inner_text() and "Produced message 22" in actions.nth(1).inner_text()
+    screenshot("topic-history")
     page.goto(f"{server.url}/admin/queues/topic/scratch/")
     page.click("a.deletelink")
     page.wait_for_selector("text=Delete scratch?")
@@ -164,11 +180,25 @@ def test_admin_end_to_end_in_chromium(server_factory, volumes, tmp_path, browser
     assert tree(volumes[-1]) == healthy
     assert page.locator("#volume-table .queues-badge-ok").count() == len(volumes)
     screenshot("volumes-recovered")
+    page.click("a.historylink")
+    page.wait_for_selector("#history")
+    assert page.locator("#history tbody tr", has_text="Recovery started").count() == len(volumes)
+    screenshot("volumes-history")
 
-    # The repaired volume serves the topic again.
+    # The repaired volume serves the topic again; sorted by first id (orders now starts at 10).
     page.goto(f"{server.url}/admin/queues/topic/")
     page.wait_for_selector("#topic-chart.queues-chart-ready")
     assert page.locator("#result_list tbody tr").count() == 2
+    first_names = lambda: page.locator("#result_list tbody th").all_inner_texts()  # noqa: E731
+    page.click("#result_list thead a:has-text('First id')")
+    page.wait_for_url("**o=-first_id")
+    assert first_names() == ["orders", "web/pages"]
+    page.click("#result_list thead a:has-text('First id')")
+    page.wait_for_url("**o=first_id")
+    assert first_names() == ["web/pages", "orders"]
+    page.click("input[type=submit][value=Filter]")  # the filter keeps the sort
+    page.wait_for_url("**q=&mode=prefix&o=first_id")
+    assert first_names() == ["web/pages", "orders"]
     assert dialogs == [] and failed == []
 
     target = os.environ.get("HARAQA_SCREENSHOTS_DIR")
