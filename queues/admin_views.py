@@ -1,10 +1,12 @@
-"""The admin's custom pages: topics, one topic and its messages, volumes and recovery runs.
+"""The admin's custom pages: topics, one topic and its messages, volumes and recovery runs,
+and the history (admin log) of a topic and of the volumes.
 
 Thin views: parse the request, call the engine (through ``conf``) or ``storage.stats``,
-shape a template context. Engine errors that fail a page meet HTTP in
-``AdminPageView.dispatch``; the few caught nearer are shown in the page instead (an unreadable
-topic's row, a damaged or truncated message, a bad filter). Message bytes reach templates as
-plain strings, so autoescaping always applies.
+shape a template context. Engine errors and 404s that fail a page meet HTTP in
+``AdminPageView.dispatch``, as admin pages (the root URLconf's handler404 answers as the API
+does); the few caught nearer are shown in the page instead (an unreadable topic's row, a
+damaged or truncated message, a bad filter). Message bytes reach templates as plain strings,
+so autoescaping always applies.
 """
 
 from __future__ import annotations
