@@ -3,8 +3,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from queues import admin_views
+from queues.api import errors
 from queues.api import urls as api_urls
 from queues.metrics import metrics_view
+from queues.middleware import ADMIN_PREFIX
 
 urlpatterns = [
     *api_urls.urlpatterns,  # spliced, not include()d: one resolver level less on every API request
@@ -13,7 +16,16 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
+
+
+def not_found(request, exception):
+    """An admin page under /admin/ (a signed-in user's mistyped address); haraqa's answer elsewhere."""
+    if request.path.startswith(ADMIN_PREFIX):
+        return admin_views.page_not_found(request)
+    return errors.not_found(request, exception)
+
+
 # Django's own errors also carry haraqa's X-Errors (queues.api.errors)
 handler400 = "queues.api.errors.bad_request"
-handler404 = "queues.api.errors.not_found"
+handler404 = not_found
 handler500 = "queues.api.errors.server_error"

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from django import forms
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.contenttypes.models import ContentType
@@ -146,6 +146,12 @@ class AdminPageView(TemplateView):
 
     def log(self, objects: list[Topic] | list[Volume], message: str, flag: int = CHANGE) -> None:
         LogEntry.objects.log_actions(self.request.user.pk, objects, flag, message)
+
+
+def page_not_found(request: HttpRequest) -> TemplateResponse:
+    """The 404 of an address under the admin that no page has (the admin asks for a sign-in first)."""
+    context = {**admin.site.each_context(request), "title": "Not found"}
+    return TemplateResponse(request, "admin/queues/page_not_found.html", context, status=404)
 
 
 class TopicPageView(AdminPageView):

@@ -163,6 +163,17 @@ def test_a_404_in_the_admin_is_an_admin_page_with_the_reason_and_a_way_back(admi
         assert 'href="/static/queues/admin.css"' in html  # the admin's frame, not the API's text
 
 
+def test_an_address_no_admin_page_has_is_an_admin_404_page(admin_client, client, store):
+    for path in ("/admin/queues/topic/web/typo/", "/admin/no-such-app/"):
+        response = admin_client.get(path)
+        assert response.status_code == 404 and response["Content-Type"].startswith("text/html")
+        html = response.content.decode()
+        assert "No admin page has this address." in html and 'href="/admin/"' in html
+    assert client.get("/admin/no-such-app/").status_code == 302  # signed out: the sign-in page first
+    response = client.get("/no-such-app/")  # outside the admin, haraqa's answer
+    assert (response.status_code, response["X-Errors"], response.content) == (404, "not found", b"not found")
+
+
 def test_produce_appends_a_message_and_logs_it(admin_client, admin_user, store):
     store.create_topic("t")
     response = admin_client.post(topic_url("produce", "t"), {"body": "héllo <b>"})
