@@ -254,13 +254,13 @@ class WatchHub:
 
     def _poll_topics(self) -> None:
         """Read each watched topic's commit once; tell its watches of a change."""
-        kept = sum(record.fd >= 0 for record in self._records.values())
+        kept = sum(record.kept is not None for record in self._records.values())
         for topic, watches in list(self._by_topic.items()):
             record = self._records[topic]
             if not record.may_have_changed() and topic not in self._unsettled:
                 continue
             next_id = record.read(keep=kept < KEPT_RECORDS)
-            kept += record.fd >= 0
+            kept += record.kept is not None
             if next_id == DAMAGED or (next_id == self._last_read[topic] and topic not in self._unsettled):
                 continue
             self._last_read[topic] = next_id

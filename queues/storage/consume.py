@@ -21,8 +21,8 @@ import threading
 from collections import OrderedDict
 
 from .errors import Corruption, MessageDamaged, MessageIdTruncated, NoContent, TopicNotFound
-from .handles import linked
-from .layout import TopicDir, first_stored_id, pread_exact, read_commit_fd
+from .handles import Kept, still_kept
+from .layout import TopicDir, file_id, first_stored_id, pread_exact, read_commit_fd
 from .records import (
     FLAG_DAMAGED,
     FLAGS_BYTE,
@@ -248,7 +248,7 @@ class _KeptFiles(threading.local):
     """Commit and index files a thread keeps open between reads, most recent last."""
 
     def __init__(self) -> None:
-        self.fds: OrderedDict[str, int] = OrderedDict()
+        self.files: OrderedDict[str, Kept] = OrderedDict()
 
 
 _kept = _KeptFiles()
@@ -256,16 +256,18 @@ KEPT_PER_THREAD = 16  # files: the commit and index of 8 topics
 
 
 def _kept_open(path: str) -> int:
-    """A read-only descriptor of ``path``, kept open by this thread while the file keeps its
-    name (so a deleted or replaced file is opened anew). Raises FileNotFoundError."""
-    kept = _kept.fds
-    fd = linked(kept.pop(path, -1))
-    if fd < 0:
+    """A read-only descriptor of ``path``, kept open by this thread while its file is the one at
+    ``path`` (a deleted or replaced file, or one a new disk hides, is opened anew). Raises
+    FileNotFoundError."""
+    files = _kept.files
+    kept = still_kept(files.pop(path, None), path)
+    if kept is None:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        if len(kept) >= KEPT_PER_THREAD:
-            os.close(kept.popitem(last=False)[1])
-    kept[path] = fd  # the most recent, last
-    return fd
+        kept = (fd, file_id(fd))
+        if len(files) >= KEPT_PER_THREAD:
+            os.close(files.popitem(last=False)[1][0])
+    files[path] = kept  # the most recent, last
+    return kept[0]
 
 
 def _undamaged_prefix(topic_dir: TopicDir, raw: bytes, start: int) -> int:

@@ -2,11 +2,13 @@
 
 Opening, checking and closing the lock, commit and segment files of a topic on every
 volume costs more than appending a small batch, so a process keeps them open for the
-topics it appended to last (within a quarter of its descriptor limit). A kept descriptor is trusted only while its file still has
-a name (``st_nlink``): a topic deleted, re-created or repaired by any process, a lock
-file or a whole volume wiped, all make it open the path again. The descriptors are used
-only under the topic's lock, which ``TopicFiles`` takes itself. A forked child closes
-what it inherited: shared descriptors would share their flocks with the parent.
+topics it appended to last (within a quarter of its descriptor limit). A kept lock or commit
+descriptor is trusted only while its file is still the one at its path (``still_kept``), a
+segment's while its file has a name: a topic deleted, re-created or repaired by any process,
+a lock file or a whole volume wiped, a new disk mounted or a symlink pointed where a volume
+was, all make it open the path again. The descriptors are used only under the topic's lock,
+which ``TopicFiles`` takes itself. A forked child closes what it inherited: shared
+descriptors would share their flocks with the parent.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import threading
 import weakref
 from collections import OrderedDict
 
-from .layout import TopicDir, read_commit_fd
+from .layout import FileId, TopicDir, file_id, read_commit_fd, stat_if_same
 from .locks import flocked, lock_paths, thread_lock
 from .records import Commit
 
@@ -39,16 +41,16 @@ class TopicFiles:
     batches waiting to be written together (``queue``, ``take_queue``: see ``Store.produce``).
     """
 
-    __slots__ = ("dirs", "topic", "_lock_paths", "_lock_fds", "_thread_lock", "_commit_fds", "_segment", "_segment_fds",
+    __slots__ = ("dirs", "topic", "_lock_paths", "_locks", "_thread_lock", "_commits", "_segment", "_segment_fds",
                  "evicted", "_queue", "_queue_guard")
 
     def __init__(self, dirs: tuple[TopicDir, ...]):
         self.dirs = dirs
         self.topic = dirs[0].topic
         self._lock_paths = lock_paths([d.root for d in dirs], self.topic)
-        self._lock_fds = [-1] * len(self._lock_paths)
+        self._locks: list[Kept | None] = [None] * len(self._lock_paths)
         self._thread_lock = thread_lock(self.topic)
-        self._commit_fds = [-1] * len(dirs)
+        self._commits: list[Kept | None] = [None] * len(dirs)
         self._segment = -1  # first id of the segment whose files are open
         self._segment_fds: list[tuple[int, int]] = []  # (data fd, index fd) per volume
         self.evicted = False  # dropped from the cache: close everything on release
@@ -74,15 +76,15 @@ class TopicFiles:
     def lock_volumes(self) -> None:
         """With the turn taken: the flock on every volume, which other processes wait for."""
         for i, path in enumerate(self._lock_paths):
-            fd, self._lock_fds[i] = self._lock_fds[i], -1  # flocked owns it until it returns one
-            self._lock_fds[i] = flocked(fd, path)
+            kept, self._locks[i] = self._locks[i], None  # flocked owns it until it returns one
+            self._locks[i] = flocked(path, kept)
 
     def end_turn(self, volumes_locked: bool = True) -> None:
         """Release the flocks (if taken) and the thread lock."""
         try:
-            for fd in self._lock_fds if volumes_locked else ():
-                if fd >= 0:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+            for kept in self._locks if volumes_locked else ():
+                if kept is not None:
+                    fcntl.flock(kept[0], fcntl.LOCK_UN)
             if self.evicted:
                 self.close()
         finally:
@@ -106,19 +108,20 @@ class TopicFiles:
         """Each volume's commit record (None where the topic is missing). Raises Corruption."""
         commits = []
         for i, topic_dir in enumerate(self.dirs):
-            fd = linked(self._commit_fds[i])
-            if fd < 0:
+            kept = self._commits[i] = still_kept(self._commits[i], topic_dir.commit_path)
+            if kept is None:
+                self.keep_segment(-1, [])  # the topic's files were replaced, maybe the segment's too
                 try:
                     fd = os.open(topic_dir.commit_path, os.O_RDWR | os.O_CLOEXEC)
+                    kept = self._commits[i] = (fd, file_id(fd))
                 except FileNotFoundError:
                     pass
-            self._commit_fds[i] = fd
-            commits.append(read_commit_fd(fd, self.topic) if fd >= 0 else None)
+            commits.append(read_commit_fd(kept[0], self.topic) if kept else None)
         return commits
 
     def commit_fd(self, volume: int) -> int:
         """The commit file of the ``volume``-th directory, as ``read_commits`` found it."""
-        return self._commit_fds[volume]
+        return self._commits[volume][0]
 
     def take_segment(self, first_id: int) -> list[tuple[int, int, int, int]]:
         """The kept files of segment ``first_id`` on every volume as (data fd, data size,
@@ -145,11 +148,11 @@ class TopicFiles:
         """Close every kept descriptor (the lock, if held, stays held by the thread lock only)."""
         _close_all(self._segment_fds)
         self._segment_fds = []
-        for fds in (self._lock_fds, self._commit_fds):
-            for i, fd in enumerate(fds):
-                if fd >= 0:
-                    os.close(fd)
-                fds[i] = -1
+        for kept_files in (self._locks, self._commits):
+            for i, kept in enumerate(kept_files):
+                if kept is not None:
+                    os.close(kept[0])
+                kept_files[i] = None
 
 
 class OpenTopics:
@@ -211,12 +214,16 @@ def _drop_inherited() -> None:
 os.register_at_fork(after_in_child=_drop_inherited)
 
 
-def linked(fd: int) -> int:
-    """``fd`` if its file still has a name, else -1 (closed)."""
-    if fd >= 0 and not os.fstat(fd).st_nlink:
-        os.close(fd)
-        return -1
-    return fd
+Kept = tuple[int, FileId]  # a descriptor kept open, and the id of its file when it was opened
+
+
+def still_kept(kept: Kept | None, path: str) -> Kept | None:
+    """``kept`` if its file is still the one at ``path`` (``layout.stat_if_same``), else None
+    (closed): a stat of the path, no more than checking the descriptor would cost."""
+    if kept is not None and stat_if_same(path, kept[1]) is None:
+        os.close(kept[0])
+        return None
+    return kept
 
 
 def _close_all(fds: list[tuple[int, int]]) -> None:

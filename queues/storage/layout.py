@@ -60,6 +60,25 @@ def pread_file(path: str, offset: int, size: int) -> bytes:
         return b""
 
 
+FileId = tuple[int, int]  # (st_dev, st_ino): a file, whatever path it is reached by
+
+
+def file_id(fd: int) -> FileId:
+    opened = os.fstat(fd)
+    return opened.st_dev, opened.st_ino
+
+
+def stat_if_same(path: str, expected: FileId) -> os.stat_result | None:
+    """``path``'s stat if it is still the file ``expected``; None once that file was removed or
+    replaced, or another took its place through a mount or a changed symlink (a new disk where
+    a volume was)."""
+    try:
+        named = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return named if (named.st_dev, named.st_ino) == expected else None
+
+
 def unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)

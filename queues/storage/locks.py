@@ -17,6 +17,8 @@ import hashlib
 import os
 import threading
 
+from .layout import FileId, file_id, stat_if_same
+
 LOCK_DIR = ".locks"
 
 _thread_locks: dict[str, threading.Lock] = {}
@@ -53,7 +55,7 @@ class topic_lock:  # noqa: N801 - used like a function: ``with topic_lock(volume
         self._thread_lock.acquire()
         try:
             for path in self._paths:
-                self._fds.append(flocked(-1, path))
+                self._fds.append(flocked(path)[0])
         except BaseException:
             self.__exit__()
             raise
@@ -65,17 +67,20 @@ class topic_lock:  # noqa: N801 - used like a function: ``with topic_lock(volume
         self._thread_lock.release()
 
 
-def flocked(fd: int, path: str) -> int:
-    """``fd`` (or, if -1, ``path`` opened anew) flocked, and still the file at ``path``: a lock
-    taken on a lock file removed meanwhile (its volume wiped) would exclude nobody. Takes
-    ``fd`` over: on failure it is closed."""
+def flocked(path: str, kept: tuple[int, FileId] | None = None) -> tuple[int, FileId]:
+    """The lock file at ``path`` flocked, as a descriptor and its file's id: ``kept`` (an earlier
+    answer) or the file opened anew, whichever is still the file at ``path`` once locked. A lock
+    taken on a lock file removed meanwhile (its volume wiped), or hidden by a new disk mounted
+    there, would exclude nobody. Takes ``kept`` over: on failure it is closed."""
+    fd, locked_id = kept or (-1, None)
     while True:
         if fd < 0:
-            fd = open_lock_file(path)
+            fd, locked_id = open_lock_file(path), None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.fstat(fd).st_nlink:
-                return fd
+            locked_id = locked_id or file_id(fd)
+            if stat_if_same(path, locked_id) is not None:
+                return fd, locked_id
         except BaseException:
             os.close(fd)
             raise
@@ -93,4 +98,10 @@ def open_lock_file(path: str) -> int:
 
 @functools.lru_cache(maxsize=64)
 def _lock_order(volume_roots: tuple[str, ...]) -> list[str]:
-    return sorted({os.path.realpath(root) for root in volume_roots})
+    """One of ``volume_roots`` per directory they lead to (two locks on one file would deadlock),
+    in the order of those directories' real paths. The roots stay as given: a symlink pointed
+    at a new disk later leads to that disk's lock files."""
+    by_real_path: dict[str, str] = {}
+    for root in volume_roots:
+        by_real_path.setdefault(os.path.realpath(root), root)
+    return [by_real_path[real] for real in sorted(by_real_path)]

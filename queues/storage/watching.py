@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 
 from .errors import Corruption, TopicNotFound
-from .handles import linked
-from .layout import TopicDir, read_commit_fd
+from .handles import still_kept
+from .layout import TopicDir, file_id, read_commit_fd
 from .records import RECORD_SIZE
 
 DAMAGED = -1  # a topic's commit record is unreadable on every volume that has it
@@ -21,13 +21,14 @@ class CommitRecord:
 
     def __init__(self, dirs: list[TopicDir]):
         self.dirs = dirs
-        self.fd = -1
+        self.kept = None  # the commit file read last (a descriptor and its file's id), and its path
+        self.path = ""
         self.raw = b""  # the record as last read
 
     def may_have_changed(self) -> bool:
         try:
-            self.fd = linked(self.fd)  # a deleted or replaced commit file: read by path again
-            return self.fd < 0 or os.pread(self.fd, RECORD_SIZE, 0) != self.raw
+            self.kept = still_kept(self.kept, self.path)  # a deleted or replaced commit file: read by path again
+            return self.kept is None or os.pread(self.kept[0], RECORD_SIZE, 0) != self.raw
         except OSError:
             self.close()
             return True
@@ -57,16 +58,16 @@ class CommitRecord:
                 continue
             self.raw = commit.pack()
             if keep:
-                self.fd = fd
+                self.kept, self.path = (fd, file_id(fd)), topic_dir.commit_path
             else:
                 os.close(fd)
             return commit.next_id
         return DAMAGED if damaged else None
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        if self.kept is not None:
+            os.close(self.kept[0])
+            self.kept = None
 
 
 class TopicWatcher:

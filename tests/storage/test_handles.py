@@ -43,6 +43,66 @@ def test_a_wiped_volume_is_repaired_not_written_through_stale_descriptors(store,
     assert_volumes_identical(store)
 
 
+def point(link: str, target: str) -> None:
+    """Make the symlink ``link`` lead to ``target`` in one step, as an operator swapping disks would."""
+    os.symlink(target, link + ".new")
+    os.replace(link + ".new", link)
+
+
+@pytest.fixture
+def disks(tmp_path) -> tuple[Store, str, str]:
+    """A store whose last volume is a symlink to one of two disks, the second one empty."""
+    old, new = str(tmp_path / "disk-old"), str(tmp_path / "disk-new")
+    os.makedirs(new)
+    os.makedirs(old)
+    link = str(tmp_path / "vol3")
+    os.symlink(old, link)
+    store = Store([str(tmp_path / "vol1"), str(tmp_path / "vol2"), link], entries_per_segment=5)
+    store.prepare_volumes()
+    return store, old, new
+
+
+def test_a_volume_pointed_at_a_new_disk_is_repaired_not_written_through_stale_descriptors(disks):
+    store, old, new = disks
+    store.create_topic("t")
+    produce(store, "t", [b"a", b"b"])
+    assert read_all(store, "t") == [b"a", b"b"]  # readers keep the old disk's files open too
+    point(store.volumes[-1], new)  # a mount over the volume's path does the same
+    produce(store, "t", [b"c"])
+    assert read_all(store, "t") == [b"a", b"b", b"c"]
+    assert read_all(Store([new]), "t") == [b"a", b"b", b"c"]
+    assert read_all(Store([old]), "t") == [b"a", b"b"]  # what the old disk held when it was swapped out
+    assert_volumes_identical(store)
+
+
+def test_readers_follow_a_volume_to_its_new_disk(disks):
+    store, old, new = disks
+    store.create_topic("t")
+    produce(store, "t", [b"a"])
+    assert read_all(store, "t") == [b"a"]
+    os.rmdir(new)
+    shutil.copytree(old, new)  # the new disk restored from the old one
+    point(store.volumes[-1], new)
+    produce(store, "t", [b"b"])
+    assert read_all(store, "t") == [b"a", b"b"]
+    assert read_all(Store([old]), "t") == [b"a"]
+
+
+def test_a_watched_commit_is_read_again_from_the_new_disk(disks):
+    from queues.storage.watching import CommitRecord
+
+    store, old, new = disks
+    store.create_topic("t")
+    produce(store, "t", [b"a"])
+    record = CommitRecord(list(reversed(store._dirs("t"))))  # the last volume first, as watches read
+    assert record.read() == 1 and not record.may_have_changed()
+    os.rmdir(new)
+    shutil.copytree(old, new)
+    point(store.volumes[-1], new)
+    produce(store, "t", [b"b"])
+    assert record.may_have_changed() and record.read() == 2
+
+
 def test_a_removed_lock_file_is_replaced_and_still_excludes(store, volumes):
     store.create_topic("t")
     produce(store, "t", [b"a"])

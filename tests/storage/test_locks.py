@@ -27,8 +27,9 @@ def locked_elsewhere(path: str) -> bool:
 def test_a_lock_on_a_removed_lock_file_is_taken_on_the_file_now_at_its_path(tmp_path):
     path = str(tmp_path / "t.lock")
     stale = locks.open_lock_file(path)
+    kept = (stale, locks.file_id(stale))
     os.unlink(path)  # say, the volume's .locks was wiped after the file was opened
-    fd = locks.flocked(stale, path)
+    fd, _ = locks.flocked(path, kept)
     try:
         assert os.fstat(fd).st_ino == os.stat(path).st_ino
         assert locked_elsewhere(path)
