@@ -118,6 +118,8 @@ def check_topic(volumes: list[str], topic: str, fix: bool, deep: bool, report: R
     firsts = sorted({first for names in on_disk for first in names if first <= target.active_segment})
     if not firsts or firsts[-1] != target.active_segment:
         firsts.append(target.active_segment)
+    truncated = _left_by_a_truncate(on_disk, firsts)
+    firsts = firsts[len(truncated):]
     staged = StagedFiles()
     try:
         active_end = _check_segments(dirs, firsts, target, deep, fix, absent, staged, report, meter)
@@ -128,7 +130,7 @@ def check_topic(volumes: list[str], topic: str, fix: bool, deep: bool, report: R
     target = Commit(target.next_id, target.active_segment, active_end)
     _check_groups(dirs, absent, report, fix)
     _check_commits(dirs, commits, target, absent, report, fix)
-    _remove_leftovers(dirs, on_disk, target, report, fix)
+    _remove_leftovers(dirs, on_disk, target, truncated, report, fix)
 
 
 def _check_segments(
@@ -177,6 +179,18 @@ def _segment_names(topic_dir: TopicDir) -> dict[int, list[str]]:
         if layout.STORAGE_FILE.match(name):
             names.setdefault(int(name[:20]), []).append(name)
     return names
+
+
+def _left_by_a_truncate(on_disk: list[dict[int, list[str]]], firsts: list[int]) -> list[int]:
+    """The first segments of ``firsts`` (but the last) that no volume has an index of: data a
+    truncate cut short left behind, as it removes a segment's index before its data on each
+    volume. Readers already skip them: a segment is listed by its index."""
+    truncated = []
+    for first in firsts[:-1]:
+        if any(name.endswith(".idx") for names in on_disk for name in names.get(first, ())):
+            break
+        truncated.append(first)
+    return truncated
 
 
 def _rebuild_commit(dirs: list[TopicDir]) -> Commit:
@@ -320,11 +334,16 @@ def _check_commits(
 
 
 def _remove_leftovers(
-    dirs: list[TopicDir], on_disk: list[dict[int, list[str]]], target: Commit, report: Report, fix: bool
+    dirs: list[TopicDir], on_disk: list[dict[int, list[str]]], target: Commit, truncated: list[int], report: Report,
+    fix: bool,
 ) -> None:
-    """Segments past the commit (a crashed writer's) and temporary files (a crashed repair's)."""
+    """Segments past the commit (a crashed writer's), the data of ``truncated`` segments (a
+    truncate cut short) and temporary files (a crashed repair's)."""
     for topic_dir, names in zip(dirs, on_disk):
-        garbage = [name for first, files in names.items() if first > target.active_segment for name in files]
+        garbage = [
+            name for first, files in names.items() if first > target.active_segment or first in truncated
+            for name in files
+        ]
         for folder in (topic_dir.path, os.path.join(topic_dir.path, layout.GROUPS_DIR)):
             try:
                 garbage += [

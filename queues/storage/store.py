@@ -125,17 +125,24 @@ class Store:
     # topics
 
     def create_topic(self, topic: str) -> None:
-        """Create ``topic`` on every volume. Raises InvalidTopic, TopicExists."""
+        """Create ``topic`` on every volume, or on none (an I/O error undoes it). Raises
+        InvalidTopic, TopicExists."""
         topic = normalize_topic(topic)
         with topic_lock(self.volumes, topic):
             dirs = self._dirs(topic)
             if any(d.exists() for d in dirs):
                 raise TopicExists("topic already exists")
-            for topic_dir in dirs:
-                os.makedirs(topic_dir.path, exist_ok=True)
-                for suffix in ("dat", "idx"):
-                    open(topic_dir.segment_path(0, suffix), "wb").close()
-                write_file_atomically(topic_dir.commit_path, Commit().pack(), self.durable)
+            try:
+                for topic_dir in dirs:
+                    _remove_topic_files(topic_dir)  # what a delete cut short left: segments, consumer groups
+                    os.makedirs(topic_dir.path, exist_ok=True)
+                    for suffix in ("dat", "idx"):
+                        open(topic_dir.segment_path(0, suffix), "wb").close()
+                    write_file_atomically(topic_dir.commit_path, Commit().pack(), self.durable)
+            except BaseException:
+                for topic_dir in dirs:  # on some volumes only, it would look created but fail every write
+                    _remove_topic_files(topic_dir)
+                raise
 
     def delete_topic(self, topic: str) -> None:
         """Delete ``topic`` from every volume (nested topics stay); a missing one is no error.

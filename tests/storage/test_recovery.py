@@ -398,6 +398,27 @@ def test_a_segment_missing_on_every_volume_is_reported_as_lost(volumes):
     assert served(store)[-1] == b"still writable"
 
 
+def test_data_a_truncate_cut_short_left_behind_is_removed_not_reported_lost(volumes):
+    from queues.storage import MessageIdTruncated
+
+    store, sent = filled(volumes)
+    for volume in volumes:  # a truncate removes each volume's index, then its data: killed before the last data
+        os.unlink(seg(volume, 0, "idx"))
+        if volume != volumes[-1]:
+            os.unlink(seg(volume, 0, "dat"))
+    with pytest.raises(MessageIdTruncated) as truncated:  # readers list segments by their index
+        store.consume("t", 0, 1)
+    assert truncated.value.first_id == 5
+    report = store.check()
+    assert [(p.what, p.volume) for p in report.problems] == [("leftover files: 00000000000000000000.dat", volumes[-1])]
+    assert report.lost == []
+    assert store.check(fix=True).ok
+    assert not os.path.exists(seg(volumes[-1], 0, "dat"))
+    assert store.check().healthy
+    assert store.consume("t", 5, 0).messages() == sent[5:10]
+    assert_identical(volumes)
+
+
 # commits that disagree
 
 

@@ -159,6 +159,38 @@ def test_deleting_again_finishes_a_delete_cut_short(store):
     assert store.consume_group("t", "g", -1, 5).messages() == [b"new"]  # the old group is gone too
 
 
+def test_creating_again_finishes_a_delete_cut_short_without_its_consumer_groups(store):
+    store.create_topic("t")
+    produce(store, "t", [bytes([i]) for i in range(7)])  # segments 0 and 5
+    store.consume_group("t", "g", 0, 5)
+    for topic_dir in store._dirs("t"):
+        os.unlink(topic_dir.commit_path)  # a delete killed right after its first step
+    store.create_topic("t")
+    produce(store, "t", [b"new"])
+    assert store.consume_group("t", "g", -1, 5).messages() == [b"new"]  # not offset 5 of the old topic
+    assert not any(name.startswith("00000000000000000005") for d in store._dirs("t") for name in os.listdir(d.path))
+
+
+def test_a_create_that_fails_on_a_volume_leaves_the_topic_on_none(store, monkeypatch):
+    from queues.storage import store as store_module
+
+    real_write = store_module.write_file_atomically
+
+    def full_last_volume(path, data, durable):
+        if path.startswith(store.volumes[-1]):
+            raise OSError(28, "No space left on device")
+        real_write(path, data, durable)
+
+    monkeypatch.setattr(store_module, "write_file_atomically", full_last_volume)
+    with pytest.raises(OSError):
+        store.create_topic("t")
+    assert store.list_topics() == []
+    assert all(not os.path.exists(d.path) for d in store._dirs("t"))
+    monkeypatch.setattr(store_module, "write_file_atomically", real_write)
+    store.create_topic("t")  # the name is free again
+    assert produce(store, "t", [b"a"]) == 0
+
+
 @pytest.mark.parametrize(
     "sizes, body, error",
     [([3, 3], b"abcde", InvalidBody), ([3], b"abcd", InvalidBody), ([], b"", InvalidSizes), ([-1], b"", InvalidSizes),
