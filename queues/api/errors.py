@@ -62,6 +62,13 @@ def error_response(text: str, status: int) -> HttpResponse:
     return response
 
 
+def headers_only_error(text: str, status: int) -> HttpResponse:
+    """An error with its text in ``X-Errors`` only, for clients that never read the answer."""
+    response = sized(HttpResponse(status=status, content_type="text/plain"))
+    response["X-Errors"] = text
+    return response
+
+
 def haraqa_exception_handler(exc: Exception, context: dict) -> HttpResponse:
     """DRF exception handler: every error leaves with haraqa's header and codes."""
     if isinstance(exc, HaraqaError):

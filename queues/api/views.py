@@ -17,11 +17,11 @@ from rest_framework.views import APIView
 
 from queues import metrics
 from queues.conf import conf, get_store
-from queues.storage import InvalidTopic, MessageRange, normalize_topic
+from queues.storage import InvalidTopic, MessageRange, TopicExists, normalize_topic
 from queues.storage.watching import TopicWatcher
 
 from . import corking, deadlines, headers, schema, watch, websocket
-from .errors import HaraqaError, error_response, no_content, sized
+from .errors import HaraqaError, error_response, headers_only_error, no_content, sized
 
 INVALID_JSON = "invalid body: invalid json entry"
 
@@ -85,8 +85,13 @@ class TopicApi(HaraqaApiView):
 
     @schema.create_topic
     def put(self, request, topic: str):
-        get_store().create_topic(topic)
-        return sized(HttpResponse("created", status=201, content_type="text/plain"))
+        # No body, as haraqa answers: its Go client never closes a create's answer, and one with a
+        # body would pin the connection (thousands of "ensure the topic exists" calls stalled the server).
+        try:
+            get_store().create_topic(topic)
+        except TopicExists as exc:
+            return headers_only_error(str(exc), 412)
+        return sized(HttpResponse(status=201, content_type="text/plain"))
 
     @schema.delete_topic
     def delete(self, request, topic: str):

@@ -63,6 +63,13 @@ def test_measured_round_trip(client):
     assert body(response) == b"helloworldabc"
 
 
+def test_create_answers_have_no_body_for_the_go_client_never_closes_them(client):
+    for status, errors in ((201, None), (412, "topic already exists")):  # "ensure the topic exists" creates again
+        response = client.put("/topics/t")
+        assert (response.status_code, response.get("X-Errors"), response.content) == (status, errors, b"")
+        assert response["Content-Length"] == "0" and response["Content-Type"] == "text/plain"
+
+
 def test_answers_keep_drfs_allow_and_vary_headers(client):
     """The API views skip DRF's per-request negotiation but not the headers DRF gives answers."""
     every_method = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
@@ -393,7 +400,7 @@ def test_bad_input_gets_haraqa_error_and_changes_nothing(client, api_volumes, me
     response = read(client.generic(method, f"/topics/{topic}", data, content_type="application/octet-stream", headers=headers))
     assert response.status_code == status
     assert response["X-Errors"].startswith(error)
-    if status != 204:
+    if status != 204 and (method, status) != ("PUT", 412):  # a create's answers have no body
         assert body(response).decode().startswith(error)
     assert snapshot(api_volumes) == before
 
