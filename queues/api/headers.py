@@ -37,6 +37,19 @@ def header(request: HttpRequest, name: str, default: str | None = None) -> str |
     return request.META.get("HTTP_" + name.upper().replace("-", "_"), default)
 
 
+def name_header(request: HttpRequest, name: str) -> str | None:
+    """A header holding names (topics, a consumer group) as the client wrote them. WSGI hands
+    header values over decoded as latin-1; haraqa's Go client sends UTF-8, so ``héllo`` arrives
+    as ``hÃ©llo``. Bytes that are not UTF-8 keep their latin-1 reading."""
+    value = header(request, name)
+    if value is None or value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
 def format_sizes(sizes: list[int]) -> str:
     """[5, 5, 3] -> ``5:5:3``. Sizes below ``SMALL_SIZES`` are looked up in a table of their
     texts (1000 sizes: 18 µs, against 43 µs for one %-format call and 80 µs for str() of each)."""

@@ -111,7 +111,7 @@ class TopicApi(HaraqaApiView):
     @schema.consume
     def get(self, request, topic: str):
         http = request._request  # as in post
-        group = headers.header(http, "X-Consumer-Group")
+        group = headers.name_header(http, "X-Consumer-Group")
         start = headers.message_id(http, has_group=bool(group))
         limit = headers.message_limit(http, conf.limit)
         store = get_store()
@@ -142,7 +142,8 @@ class TopicWatchApi(HaraqaApiView):
 
     @extend_schema(exclude=True)  # a websocket, not an OpenAPI operation
     def get(self, request, topic: str | None = None):
-        names = [name.strip() for name in request.headers.get("X-Topics", "").split(",") if name.strip()]
+        listed = headers.name_header(request._request, "X-Topics") or ""  # one value per topic, joined by commas
+        names = [name.strip() for name in listed.split(",") if name.strip()]
         if topic is not None:
             names.append(topic)
         if not names:

@@ -366,6 +366,18 @@ def test_consumer_group_advances(client):
     assert client.get("/topics/t", headers={"X-Limit": "2", **group}).status_code == 204
 
 
+def test_a_consumer_group_name_is_the_utf_8_the_client_sent(client, api_volumes):
+    from queues.storage.layout import GROUPS_DIR, TopicDir
+
+    client.put("/topics/t")
+    produce(client, "t", [b"a", b"b", b"c"])
+    as_wsgi_reads_it = "grüppe".encode().decode("latin-1")  # haraqa's Go client sends UTF-8
+    for group, expected in ((as_wsgi_reads_it, b"ab"), ("grüppe", b"c")):  # latin-1 bytes read as themselves
+        headers = {"X-Consumer-Group": group, "X-Limit": "2"}
+        assert body(client.get("/topics/t", headers={"X-Id": "-1", **headers})) == expected
+    assert os.listdir(os.path.join(TopicDir(api_volumes[0], "t").path, GROUPS_DIR)) == ["grüppe"]
+
+
 def test_start_and_end_times_are_in_gos_ansic_layout(client):
     """As haraqa's Go server formats them (time.ANSIC, UTC): the day is padded with a space."""
     from queues.api.views import _ansic_time

@@ -58,6 +58,16 @@ def test_a_produce_to_a_watched_topic_sends_its_name(ws, client):
     assert socket_.nothing_within(0.5)
 
 
+def test_topic_names_in_x_topics_are_utf_8_as_haraqas_go_client_sends_them(ws, client):
+    from urllib.parse import quote
+
+    client.create(quote("héllo/日本"))
+    socket_ = ws(topics=["HÉLLO/日本"])  # the raw UTF-8 bytes in the header, as the Go client writes them
+    assert socket_.status == 101
+    client.produce(quote("héllo/日本"), [b"x"])
+    assert socket_.frame() == (OP_TEXT, "héllo/日本".encode())
+
+
 def test_topics_from_several_headers_comma_lists_and_the_path(ws, client):
     for topic in ("a", "b", "c", "d/e"):
         client.create(topic)
