@@ -44,6 +44,7 @@ from .storage import (
     Offsets,
     StorageError,
     TopicNotFound,
+    go_lower,
     normalize_topic,
 )
 from .storage.report import format_ranges, outcome
@@ -217,7 +218,7 @@ def filtered_topics(request: HttpRequest) -> tuple[list[str], str]:
     try:
         if mode == "regex" and query:
             return get_store().list_topics(query, ignore_case=True), ""
-        return get_store().list_topics(prefix=query.lower()), ""
+        return get_store().list_topics(prefix=go_lower(query)), ""
     except InvalidRegex as exc:
         return [], f"Invalid regular expression: {exc.reason}"
 

@@ -37,7 +37,7 @@ from .errors import (
     VolumeError,
     VolumesOutOfSync,
 )
-from .names import normalize_topic
+from .names import go_lower, normalize_topic
 from .report import Lost, Problem, Report
 from .store import Offsets, Store
 
@@ -66,5 +66,6 @@ __all__ = [
     "TopicNotFound",
     "VolumeError",
     "VolumesOutOfSync",
+    "go_lower",
     "normalize_topic",
 ]

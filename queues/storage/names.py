@@ -26,10 +26,19 @@ def _segment_is_safe(segment: str) -> bool:
     )
 
 
+def go_lower(name: str) -> str:
+    """``name`` lower-cased as Go's ``strings.ToLower`` does it (haraqa's server and its client),
+    letter by letter: ``Σ`` is always ``σ`` and ``İ`` is ``i``, where Python's ``lower`` gives
+    ``ς`` at the end of a word and ``i`` plus a combining dot."""
+    if name.isascii():
+        return name.lower()
+    return "".join("i" if letter == "\u0130" else letter.lower() for letter in name)
+
+
 @functools.lru_cache(maxsize=4096)  # names repeat on every request; refusals are not cached
 def normalize_topic(name: str) -> str:
-    """Lower-case ``name`` and check it is a safe relative path; raise InvalidTopic."""
-    topic = name.lower()
+    """Lower-case ``name`` as haraqa does and check it is a safe relative path; raise InvalidTopic."""
+    topic = go_lower(name)
     if not topic or len(topic.encode("utf-8", "surrogatepass")) > MAX_TOPIC_BYTES:
         raise InvalidTopic("invalid topic")
     if not all(_segment_is_safe(segment) for segment in topic.split("/")):

@@ -146,6 +146,13 @@ def test_create_twice_and_missing_topics(store):
     assert len(os.listdir(locks_dir)) == 1  # t's: names never created leave no lock file behind
 
 
+def test_names_are_lower_cased_as_gos_strings_to_lower_does(store):
+    store.create_topic("ΟΔΟΣ")  # Python's lower() gives a final ς; Go's, and so haraqa's client, σ
+    store.create_topic("İSTANBUL")  # Python's: i and a combining dot; Go's: i
+    assert store.list_topics() == ["istanbul", "οδοσ"]
+    assert produce(store, "οδοσ", [b"x"]) == 0 and produce(store, "ΟΔΟΣ", [b"y"]) == 1
+
+
 def test_deleting_again_finishes_a_delete_cut_short(store):
     store.create_topic("t")
     produce(store, "t", [b"a", b"b"])
