@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.05  # how often the commit records are read: an fstat + pread per watched topic
 POLL_SHARE = 0.1  # with many topics, polls space out so that reading them takes at most this share of a core
-PING_SECONDS = 25.0
+PING_SECONDS = 60.0  # as haraqa's server: a client silent for 120 s is dropped
 CHORES_SECONDS = 0.25  # how often every watch is checked for pings, silence, stalls and ended closes
 SEND_TIMEOUT_SECONDS = 10.0  # a client that reads nothing for this long is dropped
 CLOSE_WAIT_SECONDS = 1.0  # after our close frame, how long the client's close reply is awaited
