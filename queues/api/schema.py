@@ -237,8 +237,8 @@ consume = extend_schema(
         (200, TEXT): OpenApiResponse(BINARY, description="the same, when the client's first Accept is text/plain or text/html"),
         204: OpenApiResponse(description="`no content` (in X-Errors): nothing stored at or after that id"),
         (400, TEXT): error(
-            "bad X-Id, X-Limit, consumer group or topic name",
-            "invalid message id", "invalid message limit", "invalid header: X-Consumer-Group", INVALID_TOPIC,
+            "bad X-Id, X-Limit or topic name (any consumer group name works)",
+            "invalid message id", "invalid message limit", INVALID_TOPIC,
         ),
         (412, TEXT): TOPIC_MISSING,
         (416, TEXT): error("the id was removed by a truncate", "message id truncated, first stored id is 5000"),

@@ -148,8 +148,9 @@ class TopicDir:
     def segment_path(self, first_id: int, suffix: str) -> str:
         return f"{self.path}/{first_id:020d}.{suffix}"
 
-    def group_path(self, group: str) -> str:
-        return f"{self.path}/{GROUPS_DIR}/{group}"
+    def group_path(self, group_file: str) -> str:
+        """Where a consumer group's offset is kept; ``group_file`` is ``names.group_file``'s."""
+        return f"{self.path}/{GROUPS_DIR}/{group_file}"
 
     def exists(self) -> bool:
         return os.path.isfile(self.commit_path)
@@ -186,9 +187,9 @@ class TopicDir:
         """First ids of the segments ``commit`` counts (a crashed writer may leave a newer one)."""
         return [s for s in self.segments() if s <= commit.active_segment]
 
-    def read_group(self, group: str) -> int | None:
+    def read_group(self, group_file: str) -> int | None:
         try:
-            with open(self.group_path(group), "rb") as f:
+            with open(self.group_path(group_file), "rb") as f:
                 raw = f.read(_GROUP.size)
         except FileNotFoundError:
             return None
@@ -197,10 +198,10 @@ class TopicDir:
         next_id, crc = _GROUP.unpack(raw)
         return next_id if crc == zlib.crc32(raw[:8]) else None
 
-    def write_group(self, group: str, next_id: int, durable: bool) -> None:
+    def write_group(self, group_file: str, next_id: int, durable: bool) -> None:
         os.makedirs(os.path.join(self.path, GROUPS_DIR), exist_ok=True)
         value = struct.pack("<Q", next_id)
-        write_file_atomically(self.group_path(group), value + struct.pack("<I", zlib.crc32(value)), durable)
+        write_file_atomically(self.group_path(group_file), value + struct.pack("<I", zlib.crc32(value)), durable)
 
 
 SAME_DIRECTORY, INSIDE = "same directory", "inside"

@@ -27,10 +27,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import layout
-from .errors import InvalidGroup, TopicNotFound, VolumeError
+from .errors import TopicNotFound, VolumeError
 from .layout import TopicDir, unlink_quietly, write_file_atomically
 from .locks import topic_lock
-from .names import check_group, normalize_topic
+from .names import group_name, normalize_topic
 from .records import INDEX_RECORD, RECORD_SIZE, Commit, is_sealed
 from .repair import BATCH_BYTES, Run, StagedFiles, trim_file
 from .report import Lost, Problem, Report, id_ranges
@@ -281,10 +281,11 @@ def _check_groups(dirs: list[TopicDir], absent: set[int], report: Report, fix: b
             names.update(os.listdir(os.path.join(topic_dir.path, layout.GROUPS_DIR)))
         except (FileNotFoundError, NotADirectoryError):
             continue
-    for group in sorted(names):
-        if layout.TEMP_FILE.search(group) or not _is_group_name(group):
+    for group_file in sorted(names):  # ``names.group_file``'s, or a group kept before names were encoded
+        if layout.TEMP_FILE.search(group_file):
             continue
-        values = [d.read_group(group) for d in dirs]
+        group = group_name(group_file)
+        values = [d.read_group(group_file) for d in dirs]
         sound = [v for v in values if v is not None]
         if not sound:
             report.problems.append(
@@ -293,7 +294,7 @@ def _check_groups(dirs: list[TopicDir], absent: set[int], report: Report, fix: b
             )
             if fix:
                 for topic_dir in dirs:
-                    unlink_quietly(topic_dir.group_path(group))
+                    unlink_quietly(topic_dir.group_path(group_file))
             continue
         for pos, (topic_dir, value) in enumerate(zip(dirs, values)):
             if value != sound[-1]:
@@ -301,15 +302,7 @@ def _check_groups(dirs: list[TopicDir], absent: set[int], report: Report, fix: b
                     what = f"consumer group {group!r}: offset {'missing or corrupt' if value is None else 'differs'}"
                     report.problems.append(Problem(what, topic_dir.topic, topic_dir.root, repaired=fix))
                 if fix:
-                    topic_dir.write_group(group, sound[-1], durable=True)
-
-
-def _is_group_name(name: str) -> bool:
-    try:
-        check_group(name)
-    except InvalidGroup:
-        return False
-    return True
+                    topic_dir.write_group(group_file, sound[-1], durable=True)
 
 
 def _check_commits(

@@ -37,7 +37,7 @@ from .errors import (
 from .handles import TopicFiles, open_topics
 from .layout import TopicDir, first_stored_id, overlapping_volumes, pread_file, unlink_quietly, write_file_atomically
 from .locks import LOCK_DIR, topic_lock
-from .names import check_group, normalize_topic
+from .names import group_file, normalize_topic
 from .produce import GROUP_BYTES, PREREAD_BYTES, BatchWriter, QueuedBatch, WholeBatch, plan_parts
 from .records import RECORD_SIZE, Commit, IndexRecord
 from .report import Report
@@ -276,7 +276,7 @@ class Store:
         InvalidTopic, InvalidGroup, TopicNotFound, NoContent, MessageIdTruncated (with ``start``),
         GroupOffsetCorrupt (recovery resets such a group), Corruption.
         """
-        topic, group = self._existing_topic(topic), check_group(group)
+        topic, kept_in = self._existing_topic(topic), group_file(group)
         with topic_lock(self.volumes, topic):
             dirs = self._dirs(topic)
             if not any(d.exists() for d in dirs):
@@ -284,13 +284,13 @@ class Store:
             if start >= 0:
                 result = self._read(dirs, start, limit)
             else:
-                start = _group_offset(dirs, group)
+                start = _group_offset(dirs, kept_in)
                 try:
                     result = self._read(dirs, start, limit)
                 except MessageIdTruncated as exc:  # the group fell behind a truncate: go on from what is left
                     result = self._read(dirs, exc.first_id, limit)
             for topic_dir in dirs if advance else ():
-                topic_dir.write_group(group, result.first_id + len(result.sizes), self.durable)
+                topic_dir.write_group(kept_in, result.first_id + len(result.sizes), self.durable)
             return result
 
     def truncate(self, topic: str, before_id: int | None = None, before: datetime | None = None) -> Offsets:
@@ -437,15 +437,15 @@ def _roll_forward(source: TopicDir, target: TopicDir, old: Commit, new: Commit) 
             raise VolumesOutOfSync("volumes disagree: run recovery")
 
 
-def _group_offset(dirs: tuple[TopicDir, ...], group: str) -> int:
+def _group_offset(dirs: tuple[TopicDir, ...], kept_in: str) -> int:
     """The group's next id, from the last volume holding a sound record of it; 0 for a new
     group. A group whose records are all unreadable is refused, not restarted from 0."""
     unreadable = False
     for topic_dir in reversed(dirs):
-        next_id = topic_dir.read_group(group)
+        next_id = topic_dir.read_group(kept_in)
         if next_id is not None:
             return next_id
-        unreadable = unreadable or os.path.exists(topic_dir.group_path(group))
+        unreadable = unreadable or os.path.exists(topic_dir.group_path(kept_in))
     if unreadable:
         raise GroupOffsetCorrupt()
     return 0

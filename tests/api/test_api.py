@@ -368,6 +368,7 @@ def test_consumer_group_advances(client):
 
 def test_a_consumer_group_name_is_the_utf_8_the_client_sent(client, api_volumes):
     from queues.storage.layout import GROUPS_DIR, TopicDir
+    from queues.storage.names import group_file
 
     client.put("/topics/t")
     produce(client, "t", [b"a", b"b", b"c"])
@@ -375,7 +376,7 @@ def test_a_consumer_group_name_is_the_utf_8_the_client_sent(client, api_volumes)
     for group, expected in ((as_wsgi_reads_it, b"ab"), ("grüppe", b"c")):  # latin-1 bytes read as themselves
         headers = {"X-Consumer-Group": group, "X-Limit": "2"}
         assert body(client.get("/topics/t", headers={"X-Id": "-1", **headers})) == expected
-    assert os.listdir(os.path.join(TopicDir(api_volumes[0], "t").path, GROUPS_DIR)) == ["grüppe"]
+    assert os.listdir(os.path.join(TopicDir(api_volumes[0], "t").path, GROUPS_DIR)) == [group_file("grüppe")]
 
 
 def test_start_and_end_times_are_in_gos_ansic_layout(client):

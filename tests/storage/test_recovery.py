@@ -430,13 +430,18 @@ def test_a_commit_a_crash_left_behind_on_the_last_volume_is_rolled_forward(volum
     repaired(store, volumes, sent)
 
 
-def test_a_group_named_like_a_file_is_kept_and_one_named_like_a_temporary_file_refused(volumes):
+def test_any_group_name_works_and_recovery_keeps_it(volumes):
     store, sent = filled(volumes)
-    assert store.consume_group("t", "jobs.tmp", 0, 3).messages() == sent[:3]
-    assert store.check(fix=True).healthy  # not taken for a crashed writer's leftover
-    assert store.consume_group("t", "jobs.tmp", -1, 2).messages() == sent[3:5]
+    names = ["jobs.tmp", "jobs.12.tmp", "team/worker", ".hidden", "with space", "grüppe", "g" * 300, "..", "%2F"]
+    for name in names:
+        assert store.consume_group("t", name, 0, 3).messages() == sent[:3]
+    files = os.listdir(os.path.join(TopicDir(volumes[0], "t").path, ".groups"))
+    assert len(files) == len(names) and all("/" not in f and "." not in f and len(f) <= 200 for f in files)
+    assert store.check(fix=True).healthy  # none taken for a crashed writer's leftover
+    for name in names:
+        assert store.consume_group("t", name, -1, 2).messages() == sent[3:5], name
     with pytest.raises(InvalidGroup):
-        store.consume_group("t", "jobs.12.tmp", 0, 1)
+        store.consume_group("t", "", 0, 1)
 
 
 def test_consumer_group_offsets_are_replicated(volumes):
