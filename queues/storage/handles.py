@@ -25,6 +25,7 @@ from .locks import flocked, lock_paths, thread_lock
 from .records import Commit
 
 DESCRIPTORS_PER_VOLUME = 4  # lock, commit, data and index file of a topic
+Kept = tuple[int, FileId]  # a descriptor kept open, and the id of its file when it was opened
 
 
 def descriptor_budget() -> int:
@@ -212,9 +213,6 @@ def _drop_inherited() -> None:
 
 
 os.register_at_fork(after_in_child=_drop_inherited)
-
-
-Kept = tuple[int, FileId]  # a descriptor kept open, and the id of its file when it was opened
 
 
 def still_kept(kept: Kept | None, path: str) -> Kept | None:

@@ -59,7 +59,7 @@ def test_defaults_cors_docs_metrics_startup_lines_and_request_log(server_factory
     # the note follows this machine's setting (the cases of the setting are checked below)
     assert ("note: net.ipv4.tcp_migrate_req is 0" in log) == resets_queued_connections()
     lines = re.findall(r"^127\.0\.0\.1 \[[^\]]+\] (\S+) (\S+) (\d{3}) (\d+) [\d.]+ms$", log, re.M)
-    assert ("PUT", "/topics/logged", "201", "7") in lines
+    assert ("PUT", "/topics/logged", "201", "0") in lines
     assert ("POST", "/topics/logged", "204", "0") in lines
     assert ("GET", "/topics/logged", "200", "8") in lines  # sent with sendfile, still counted
     assert ("GET", "/topics/missing", "412", "20") in lines
