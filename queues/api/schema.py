@@ -210,7 +210,7 @@ consume = extend_schema(
         OpenApiParameter("limit", INTEGER, QUERY, description="same as `X-Limit` (a non-empty header wins)"),
         OpenApiParameter(
             "X-Consumer-Group", str, HEADER,
-            description="consumer group (no `/`, no leading `.`, at most 255 bytes): its offset advances past "
+            description="consumer group (any name, as in haraqa): its offset advances past "
             "what it is sent and survives restarts; after a truncate removed its next message it goes on from "
             "the first message still stored",
         ),

@@ -88,9 +88,11 @@ def test_readers_follow_a_volume_to_its_new_disk(disks):
     assert read_all(Store([old]), "t") == [b"a"]
 
 
-def test_a_watched_commit_is_read_again_from_the_new_disk(disks):
+def test_a_watched_commit_is_read_again_from_the_new_disk(disks, monkeypatch):
+    from queues.storage import watching
     from queues.storage.watching import CommitRecord
 
+    monkeypatch.setattr(watching, "PATH_CHECK_SECONDS", 0.0)  # at every poll, not once a second
     store, old, new = disks
     store.create_topic("t")
     produce(store, "t", [b"a"])
